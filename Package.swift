@@ -1,0 +1,105 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// One settings array for every target (Swift 6 language mode is the default for tools 6.0).
+let settings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "J4",
+    platforms: [.macOS(.v15)],
+    products: [
+        /// What a user's own scenario package depends on: the scenario API and the whole `j4` command line.
+        .library(name: "J4", targets: ["J4"]),
+        .executable(name: "j4", targets: ["j4"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C module: hiredis 0.14 from Debian's libhiredis-dev. No Swift inside.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // Build tool that turns lua/*.lua into a Swift source file, so the binary carries its scripts.
+        .executableTarget(name: "J4LuaEmbed", swiftSettings: settings),
+        .plugin(
+            name: "EmbedLuaScripts",
+            capability: .buildTool(),
+            dependencies: ["J4LuaEmbed"]
+        ),
+        // Redis client: connections on dedicated threads, replies, script registry, key names.
+        .target(
+            name: "J4Redis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings,
+            plugins: ["EmbedLuaScripts"]
+        ),
+        // Pure core: curves, ticks, striping, quotas, run definitions and validation. No I/O.
+        .target(
+            name: "J4Core",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: settings
+        ),
+        // The calibration HTTP server `j4 sink`.
+        .target(
+            name: "J4Sink",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
+        // Runtime: worker, supervisor, scenario engine, protocol clients, the Redis-side protocol.
+        .target(
+            name: "J4Runtime",
+            dependencies: [
+                "J4Core", "J4Redis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
+        // The command line, as a library: a user's executable calls `J4.main(scenarios:)`.
+        .target(
+            name: "J4",
+            dependencies: [
+                "J4Core", "J4Redis", "J4Runtime", "J4Sink",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
+        .executableTarget(name: "j4", dependencies: ["J4"], swiftSettings: settings),
+        // Test support: real redis-server processes, free ports, child processes.
+        .target(
+            name: "J4TestSupport",
+            dependencies: ["J4Redis", "J4Core"],
+            swiftSettings: settings
+        ),
+        .testTarget(name: "J4CoreTests", dependencies: ["J4Core"], swiftSettings: settings),
+        .testTarget(
+            name: "J4RedisTests",
+            dependencies: ["J4Redis", "J4Runtime", "J4Core", "J4TestSupport"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "J4EndToEndTests",
+            dependencies: ["J4Core", "J4Redis", "J4TestSupport"],
+            swiftSettings: settings
+        ),
+    ]
+)

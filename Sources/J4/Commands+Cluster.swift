@@ -1,0 +1,196 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import J4Redis
+import J4Runtime
+import Logging
+
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Validate a run definition, store it in Redis, print the run id.",
+        discussion: "Nothing is written when the definition has any problem; every problem is listed with its field.")
+
+    @Argument(help: "The run definition (YAML, or JSON when the name ends in .json).")
+    var file: String
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    @Option(name: .long, help: "Use this run id (a retry with the same id and definition is idempotent).")
+    var id: String?
+
+    func run() async throws {
+        let catalog = J4CLI.catalog
+        let definition = try loadDefinition(file, catalog: catalog)
+        if let id, !RunID.isValid(id) {
+            throw CLIError.invalid("--id \(id) is not accepted; use 1 to 64 characters of a-z, 0-9, '-' and '_'")
+        }
+        if catalog[definition.scenario] == nil {
+            FileHandle.standardError.write(Data("j4: note: scenario \(definition.scenario) is not built into this binary; only workers that have it will run this run\n".utf8))
+        }
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-submit"))
+        let run = try await RunStore.submit(definition, on: connection, runID: id)
+        print(run)
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Live status of a run read from Redis, or the list of recent runs.")
+
+    @Argument(help: "The run id; without it, recent runs are listed.")
+    var run: String?
+
+    @Flag(name: .long, help: "Print JSON (for a run: its summary).")
+    var json = false
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-status"))
+        guard let run else {
+            try await listRuns(connection)
+            return
+        }
+        guard RunID.isValid(run) else { throw CLIError.invalid("\(run) is not a run id") }
+        let summary: RunSummary?
+        do {
+            summary = try await RunSummary.load(run, on: connection)
+        } catch let e as CorruptRunError {
+            throw CLIError.infrastructure("\(e)")
+        }
+        guard let summary else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
+        if json {
+            print(summary.json)
+            return
+        }
+        print(summary.text)
+        let keys = RunKeys(run: run)
+        let replies = try await connection.pipeline([["HGETALL", keys.owners], ["XREVRANGE", keys.events, "+", "-", "COUNT", "10"]])
+        var byWorker: [String: Int] = [:]
+        for (_, owner) in replies[0].hash ?? [:] {
+            byWorker[String(owner.split(separator: "|").first ?? ""), default: 0] += 1
+        }
+        if !byWorker.isEmpty {
+            print("  leases ...... " + byWorker.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        }
+        let events = (replies[1].array ?? []).compactMap { entry -> String? in
+            guard let parts = entry.array, parts.count == 2, let fields = parts[1].hash else { return nil }
+            let type = fields["type"] ?? "?"
+            let rest = fields.filter { $0.key != "type" && $0.key != "at" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            return "    \(type) \(rest)"
+        }
+        if !events.isEmpty {
+            print("  recent events (newest first):")
+            events.forEach { print($0) }
+        }
+    }
+
+    func listRuns(_ connection: RedisConnection) async throws {
+        let ids = try await RunStore.recentRuns(on: connection)
+        var rows: [[String: String]] = []
+        for id in ids {
+            let h = try await connection.send(["HMGET", RunKeys(run: id).ctl, "name", "state", "scenario", "model"]).array ?? []
+            rows.append(["run": id, "name": h.first?.string ?? "?", "state": h.count > 1 ? h[1].string ?? "?" : "?", "scenario": h.count > 2 ? h[2].string ?? "?" : "?", "model": h.count > 3 ? h[3].string ?? "?" : "?"])
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if rows.isEmpty {
+            print("no runs in \(connection.endpoint)")
+            return
+        }
+        print("RUN                   STATE      NAME / SCENARIO / MODEL")
+        for r in rows {
+            print("\(r["run"]!.padding(toLength: 21, withPad: " ", startingAt: 0)) \(r["state"]!.padding(toLength: 10, withPad: " ", startingAt: 0)) \(r["name"]!) / \(r["scenario"]!) / \(r["model"]!)")
+        }
+    }
+}
+
+struct StopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a run gracefully: no tick from the next boundary on.")
+    @Argument(help: "The run id.") var run: String
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-stop"))
+        guard RunID.isValid(run), try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
+        let (state, stopTick) = try await RunClient(run: run).stop(connection, mode: "stop", who: "cli:\(ProcessInfo.processInfo.hostName)")
+        print("\(run) \(state.rawValue) (no tick from \(stopTick) on)")
+    }
+}
+
+struct AbortCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "abort", abstract: "Abort a run at once (kill switch).")
+    @Argument(help: "The run id.") var run: String
+    @Option(name: .long, help: "Why, for the events stream.") var reason = "aborted by a person"
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-abort"))
+        guard RunID.isValid(run), try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
+        let (state, _) = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
+        try await RunStore.deactivate(run, on: connection)
+        print("\(run) \(state.rawValue)")
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a long-lived worker: takes shard leases, claims ticks, runs the scenarios.",
+        discussion: "SIGTERM or SIGINT: stop claiming, finish the current tick, release every lease, flush metrics, exit.")
+
+    @OptionGroup var redisOptions: RedisOptions
+    @Option(name: .long, help: "Worker id (default: host name, pid and a boot nonce; $J4_WORKER_ID).") var id: String?
+
+    func run() async throws {
+        let logger = try redisOptions.logger("j4.worker")
+        let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
+        let endpoint = try redisOptions.endpoint()
+        let http = HTTPClient.makeLoadClient()
+        let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger)
+        let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
+            logger.info("signal received: leaving gracefully", metadata: ["signal": "\(sig)"])
+            worker.leave()
+        }
+        logger.info("worker started", metadata: ["redis": "\(endpoint)"])
+        await worker.run()
+        trap.cancel()
+        try? await http.shutdown()
+        logger.info("worker stopped")
+    }
+}
+
+struct SupervisorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervisor",
+        abstract: "Run a supervisor: publishes every active run's target curve ahead of time; one leads, others stand by.")
+
+    @OptionGroup var redisOptions: RedisOptions
+    @Option(name: .long, help: "Supervisor id (default: host name and pid).") var id: String?
+
+    func run() async throws {
+        let logger = try redisOptions.logger("j4.supervisor")
+        let id = self.id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger)
+        let trap = SignalTrap([SIGTERM, SIGINT]) { _ in supervisor.resign() }
+        await supervisor.run()
+        trap.cancel()
+    }
+}
+
+extension HTTPClient {
+    /// The client load goes through: keep-alive, a generous pool, no redirects followed.
+    static func makeLoadClient() -> HTTPClient {
+        var config = HTTPClient.Configuration()
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1000)
+        config.redirectConfiguration = .disallow
+        config.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import J4Redis
+import J4Runtime
+import Logging
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a load test in one process: supervisor and workers, with a private Redis unless --redis is given.",
+        discussion: "Shows live progress on a terminal and a summary at the end. Ctrl-C stops the run gracefully; a second Ctrl-C aborts it.")
+
+    @Argument(help: "The run definition (YAML, or JSON when the name ends in .json).")
+    var file: String
+
+    @Option(name: .long, help: "Workers to run in this process, each with its own id and connections.")
+    var workers = 1
+
+    @Option(name: .long, help: "Write the summary as JSON to this file.")
+    var summaryJson: String?
+
+    @Flag(name: .long, help: "No live progress, only the summary.")
+    var quiet = false
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    func validate() throws {
+        guard (1...256).contains(workers) else { throw ValidationError("--workers \(workers) is not accepted; use 1 to 256") }
+    }
+
+    func run() async throws {
+        let logger = try redisOptions.logger("j4.run", default: .warning)
+        let catalog = J4CLI.catalog
+        let definition = try loadDefinition(file, catalog: catalog)
+        guard catalog[definition.scenario] != nil else {
+            throw CLIError.invalid("scenario: \(definition.scenario) is not built into this binary; it has \(catalog.scenarios.keys.sorted().joined(separator: ", "))")
+        }
+        var embedded: EmbeddedRedis?
+        let endpoint: RedisEndpoint
+        if redisOptions.redis != nil {
+            endpoint = try redisOptions.endpoint()
+        } else {
+            do { embedded = try await EmbeddedRedis.start() } catch { throw CLIError.infrastructure("\(error)") }
+            endpoint = embedded!.endpoint
+        }
+        do {
+            try await execute(definition: definition, catalog: catalog, endpoint: endpoint, logger: logger)
+        } catch {
+            await embedded?.stop()
+            throw error
+        }
+        await embedded?.stop()
+    }
+
+    func execute(definition: RunDefinition, catalog: ScenarioCatalog, endpoint: RedisEndpoint, logger: Logger) async throws {
+        let control = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-run"))
+        let run: String
+        do { run = try await RunStore.submit(definition, on: control) } catch { throw CLIError.infrastructure("cannot submit to \(endpoint): \(error)") }
+
+        let http = HTTPClient.makeLoadClient()
+        let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
+        let workerList = (0..<workers).map { i in
+            Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger)
+        }
+        let supervisorTask = Task { await supervisor.run() }
+        let workerTasks = workerList.map { w in Task { await w.run() } }
+
+        let interrupts = InterruptCounter()
+        let trap = SignalTrap([SIGINT, SIGTERM]) { _ in
+            let n = interrupts.increment()
+            Task {
+                let client = RunClient(run: run)
+                if n == 1 {
+                    FileHandle.standardError.write(Data("\nj4: stopping the run at the next tick (Ctrl-C again to abort)\n".utf8))
+                    _ = try? await client.stop(control, mode: "stop", who: "j4 run")
+                } else {
+                    _ = try? await client.abort(control, who: "j4 run", reason: "interrupted")
+                }
+            }
+        }
+
+        let progress = Progress(enabled: !quiet && isatty(STDERR_FILENO) == 1, definition: definition)
+        var failure: (any Error)?
+        var unreachableSince: ContinuousClock.Instant?
+        while true {
+            do {
+                guard let summary = try await RunSummary.load(run, on: control) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
+                unreachableSince = nil
+                progress.show(summary)
+                if !(RunState(rawValue: summary.state)?.isLive ?? false) { break }
+            } catch let e as CLIError {
+                failure = e
+                break
+            } catch {
+                let since = unreachableSince ?? .now
+                unreachableSince = since
+                if since.duration(to: .now) > .seconds(30) {
+                    failure = CLIError.infrastructure("Redis at \(endpoint) unreachable for 30s: \(error)")
+                    break
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+        progress.finish()
+        trap.cancel()
+        for w in workerList { w.leave() }
+        for t in workerTasks { await t.value }
+        supervisor.resign()
+        await supervisorTask.value
+        try? await http.shutdown()
+        if let failure { throw failure }
+
+        guard let summary = try await RunSummary.load(run, on: control) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
+        print(summary.text)
+        if let summaryJson {
+            do {
+                try (summary.json + "\n").write(toFile: summaryJson, atomically: true, encoding: .utf8)
+            } catch {
+                throw CLIError.infrastructure("cannot write \(summaryJson): \((error as NSError).localizedDescription)")
+            }
+        }
+        await control.close()
+    }
+}
+
+/// Counts Ctrl-Cs.
+final class InterruptCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() -> Int {
+        lock.withLock {
+            count += 1
+            return count
+        }
+    }
+}
+
+/// The live line of `j4 run` on a terminal: progress bar, time, target and achieved rate.
+final class Progress {
+    let enabled: Bool
+    let definition: RunDefinition
+    let curve: J4Core.Curve
+    var lastStarted: Int64 = 0
+    var lastAt = ContinuousClock.now
+    var shown = false
+
+    init(enabled: Bool, definition: RunDefinition) {
+        self.enabled = enabled
+        self.definition = definition
+        curve = Curve(definition)
+    }
+
+    func show(_ s: RunSummary) {
+        guard enabled else { return }
+        let total = Double(curve.durationMs) / 1000
+        let elapsed = min(total, s.duration_s ?? 0)
+        let fraction = total > 0 ? elapsed / total : 0
+        let width = 24
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+        let now = ContinuousClock.now
+        let dt = Double(lastAt.duration(to: now).components.seconds) + Double(lastAt.duration(to: now).components.attoseconds) / 1e18
+        let rate = dt > 0 ? Double(s.started - lastStarted) / dt : 0
+        lastStarted = s.started
+        lastAt = now
+        let target = Double(curve.targetMilli(atMs: Int64(elapsed * 1000))) / 1000
+        let unit = definition.model == .vus ? "VUs" : "/s"
+        let line = String(format: "\r[%@] %3.0f%% %5.1fs/%.0fs %@ target %.0f%@ achieved %.0f/s started %lld failed %lld dropped %lld workers %d ",
+                          bar, fraction * 100, elapsed, total, s.state, target, unit, rate, s.started, s.failed, s.dropped, s.workers)
+        FileHandle.standardError.write(Data(line.utf8))
+        shown = true
+    }
+
+    func finish() {
+        if shown { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import J4Core
+import J4Sink
+
+struct SinkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sink",
+        abstract: "A small calibration HTTP server with injectable latency, stalls and errors.",
+        discussion: "GET /__sink/stats gives the counts as JSON; POST /__sink/reset forgets them. Every other path is load.")
+
+    @Option(name: .long, help: "Address to bind.") var host = "127.0.0.1"
+    @Option(name: .long, help: "Port to bind (0: a free one; the line on stdout says which).") var port = 8080
+    @Option(name: .long, help: "Latency added to every response, e.g. 5ms.") var latency = "0ms"
+    @Option(name: .long, help: "Up to this much more or less latency, e.g. 2ms.") var jitter = "0ms"
+    @Option(name: .long, help: "Share of requests answered with 500, 0 to 1.") var errorRate = 0.0
+    @Option(name: .long, help: "EVERY:FOR, e.g. 10s:1s: for the last FOR of every EVERY, all requests wait.") var stall: String?
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not accepted; use 0 to 65535") }
+        guard (0...1).contains(errorRate) else { throw ValidationError("--error-rate \(errorRate) is not accepted; use a share from 0 to 1, e.g. 0.01") }
+        for (name, v) in [("--latency", latency), ("--jitter", jitter)] where DurationText.milliseconds(v) == nil {
+            throw ValidationError("\(name) \(v) is not accepted; use a duration such as 5ms or 1s")
+        }
+        if let stall { _ = try parseStall(stall) }
+    }
+
+    func parseStall(_ text: String) throws -> (Duration, Duration) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let every = DurationText.milliseconds(String(parts[0])), let dur = DurationText.milliseconds(String(parts[1])), every > 0, dur <= every else {
+            throw ValidationError("--stall \(text) is not accepted; use EVERY:FOR with FOR no longer than EVERY, e.g. 10s:1s")
+        }
+        return (.milliseconds(every), .milliseconds(dur))
+    }
+
+    func run() async throws {
+        var o = SinkOptions()
+        o.host = host
+        o.port = port
+        o.latency = .milliseconds(DurationText.milliseconds(latency) ?? 0)
+        o.jitter = .milliseconds(DurationText.milliseconds(jitter) ?? 0)
+        o.errorRate = errorRate
+        if let stall { o.stall = try parseStall(stall) }
+        let sink: Sink
+        do { sink = try await Sink.start(o) } catch { throw CLIError.infrastructure("cannot listen on \(host):\(port): \(error)") }
+        FileHandle.standardOutput.write(Data("j4 sink listening on http://\(host.contains(":") ? "[\(host)]" : host):\(sink.port)\n".utf8))
+        let trap = SignalTrap([SIGTERM, SIGINT]) { _ in Task { await sink.close() } }
+        await sink.wait()
+        trap.cancel()
+    }
+}

@@ -1,0 +1,193 @@
+/// The target curve of a run as exact numbers: a pure function of the definition.
+///
+/// ## The maths
+///
+/// Targets are kept in thousandths (`r`, milli-iterations per second or milli-VUs) and time
+/// in milliseconds, so that every quantity is an integer. Within a stage of length `D` that
+/// ramps linearly from `r0` to `r1`, the rate `τ` ms into the stage is `r0 + (r1 − r0)·τ/D`
+/// and its integral, in iterations, is
+///
+///     I(τ) = (2·D·r0·τ + (r1 − r0)·τ²) / (2·10⁶·D)
+///
+/// A `step` or `exponential` stage is piecewise constant: step j (length `e`, the last one
+/// possibly shorter) runs at the integer rate `q_j`, so `I(τ) = (Σ_{i<J} q_i·e_i + q_J·(τ − J·e)) / 10⁶`
+/// with prefix sums kept per stage. Step rates are `r0 + (r1 − r0)·(j+1)/m` truncated towards
+/// `r0`; exponential rates are `r0·(r1/r0)^((j+1)/m)` rounded to a thousandth once, here,
+/// so that everything after is exact.
+///
+/// `A(t)` is the sum of the whole stages before `t` plus `I` of the stage `t` falls in,
+/// as a ``Rational``. Tick n owns the iterations `g ∈ [F(n), F(n+1))` where
+/// `F(n) = ceil(A(min(n·Δ, T)))`, so the run's total is exactly `ceil(A(T))` for any tick
+/// and any number of workers. Iteration g is meant to start at `A⁻¹(g)`.
+///
+/// For the VU model, tick n has `V(n) = floor(target(n·Δ))` VUs, and 0 from `T` on.
+public struct Curve: Sendable {
+    struct Piece: Sendable {
+        var startMs: Int64
+        var durationMs: Int64
+        var r0: Int64
+        var r1: Int64
+        /// Step length for piecewise stages; 0 for linear.
+        var everyMs: Int64
+        /// Rates of the steps (piecewise stages only).
+        var steps: [Int64]
+        /// `prefix[j]` = Σ_{i<j} q_i·e_i (piecewise stages only).
+        var prefix: [Int128]
+        /// A at the start of this stage.
+        var before: Rational
+        /// `before` as a Double, for timing.
+        var beforeApprox: Double = 0
+    }
+
+    /// Open or closed model.
+    public let model: RunDefinition.Model
+    /// Tick length in milliseconds.
+    public let tickMs: Int64
+    /// The run's length in milliseconds (`T`).
+    public let durationMs: Int64
+    let pieces: [Piece]
+
+    /// The curve of a (valid) definition.
+    public init(_ definition: RunDefinition) {
+        model = definition.model
+        tickMs = definition.tickMs
+        var pieces: [Piece] = []
+        var t: Int64 = 0
+        var previous = definition.startMilli
+        var before = Rational(0)
+        for stage in definition.stages {
+            let (r0, r1, d) = (previous, stage.targetMilli, stage.durationMs)
+            var piece = Piece(startMs: t, durationMs: d, r0: r0, r1: r1, everyMs: 0, steps: [], prefix: [], before: before)
+            if stage.curve != .linear {
+                let e = stage.everyMs
+                let m = (d + e - 1) / e
+                piece.everyMs = e
+                piece.steps = (0..<m).map { j in
+                    if j == m - 1 { return r1 }
+                    switch stage.curve {
+                    case .exponential:
+                        let ratio = Double(r1) / Double(r0)
+                        return Int64((Double(r0) * pow(ratio, Double(j + 1) / Double(m))).rounded())
+                    default:
+                        return r0 + Int64(Int128(r1 - r0) * Int128(j + 1) / Int128(m))
+                    }
+                }
+                var acc: Int128 = 0
+                piece.prefix = [0]
+                for j in 0..<Int(m) {
+                    acc += Int128(piece.steps[j]) * Int128(min(e, d - Int64(j) * e))
+                    piece.prefix.append(acc)
+                }
+            }
+            piece.beforeApprox = before.doubleValue
+            pieces.append(piece)
+            before = before + Curve.integral(piece, d)
+            t += d
+            previous = r1
+        }
+        self.pieces = pieces
+        durationMs = t
+    }
+
+    /// `I(τ)` of one stage, in iterations (or VU-seconds).
+    static func integral(_ p: Piece, _ tau: Int64) -> Rational {
+        let tau = max(0, min(tau, p.durationMs))
+        if p.everyMs == 0 {
+            let (d, t) = (Int128(p.durationMs), Int128(tau))
+            return Rational(2 * d * Int128(p.r0) * t + Int128(p.r1 - p.r0) * t * t, 2_000_000 * d)
+        }
+        let j = min(tau / p.everyMs, Int64(p.steps.count - 1))
+        let partial = Int128(p.steps[Int(j)]) * Int128(tau - j * p.everyMs)
+        return Rational(p.prefix[Int(j)] + partial, 1_000_000)
+    }
+
+    func piece(at t: Int64) -> Piece? {
+        guard !pieces.isEmpty else { return nil }
+        // Binary search: the last piece starting at or before t.
+        var (lo, hi) = (0, pieces.count - 1)
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if pieces[mid].startMs <= t { lo = mid } else { hi = mid - 1 }
+        }
+        return pieces[lo]
+    }
+
+    /// `A(t)`: the iterations the curve asks for from the start to `t` ms (clamped to the run).
+    public func cumulative(atMs t: Int64) -> Rational {
+        let t = max(0, min(t, durationMs))
+        guard let p = piece(at: t) else { return Rational(0) }
+        return p.before + Curve.integral(p, t - p.startMs)
+    }
+
+    /// Number of ticks in the run: `ceil(T / Δ)`.
+    public var tickCount: Int64 { (durationMs + tickMs - 1) / tickMs }
+
+    /// `F(n) = ceil(A(min(n·Δ, T)))`: the first global iteration number of tick n.
+    public func firstIteration(ofTick n: Int64) -> Int64 {
+        cumulative(atMs: min(max(n, 0) * tickMs, durationMs)).ceiling
+    }
+
+    /// Iterations the whole run asks for: `F(tickCount) = ceil(A(T))`.
+    public var totalIterations: Int64 { cumulative(atMs: durationMs).ceiling }
+
+    /// The target at time `t` ms, in thousandths, rounded down; 0 from the end on.
+    public func targetMilli(atMs t: Int64) -> Int64 {
+        guard t >= 0, t < durationMs, let p = piece(at: t) else { return 0 }
+        let tau = t - p.startMs
+        if p.everyMs == 0 {
+            return Rational(Int128(p.r0) * Int128(p.durationMs) + Int128(p.r1 - p.r0) * Int128(tau), Int128(p.durationMs)).floor
+        }
+        return p.steps[Int(min(tau / p.everyMs, Int64(p.steps.count - 1)))]
+    }
+
+    /// `V(n)`: the VUs that exist in tick n.
+    public func vus(inTick n: Int64) -> Int64 {
+        targetMilli(atMs: n * tickMs) / 1000
+    }
+
+    /// The greatest number of VUs in any tick.
+    public var peakVUs: Int64 {
+        (0..<tickCount).reduce(0) { max($0, vus(inTick: $1)) }
+    }
+
+    /// What the plan holds for tick n: `F(n)` for arrival-rate, `V(n)` for VUs.
+    public func planValue(tick n: Int64) -> Int64 {
+        model == .arrivalRate ? firstIteration(ofTick: n) : vus(inTick: n)
+    }
+
+    /// `A(t)` as a `Double` at a fractional time, for placing iterations within a tick.
+    func cumulativeApprox(atMs t: Double) -> Double {
+        let t = max(0, min(t, Double(durationMs)))
+        guard let p = piece(at: Int64(t.rounded(.down))) else { return 0 }
+        let tau = t - Double(p.startMs)
+        if p.everyMs == 0 {
+            let d = Double(p.durationMs)
+            return p.beforeApprox + (2 * d * Double(p.r0) * tau + Double(p.r1 - p.r0) * tau * tau) / (2_000_000 * d)
+        }
+        let j = min(Int(tau / Double(p.everyMs)), p.steps.count - 1)
+        let partial = Double(p.steps[j]) * (tau - Double(j) * Double(p.everyMs))
+        return p.beforeApprox + (Double(p.prefix[j]) + partial) / 1_000_000
+    }
+
+    /// `A⁻¹(g)`: when iteration `g` of tick `n` is meant to start, in ms since the run's start.
+    ///
+    /// Found by bisection inside the tick; the result is clamped into the tick, so an
+    /// iteration is never placed in a tick that does not own it.
+    public func intendedStartMs(ofIteration g: Int64, inTick n: Int64) -> Double {
+        var lo = Double(n * tickMs)
+        var hi = Double(min((n + 1) * tickMs, durationMs))
+        let target = Double(g)
+        if cumulativeApprox(atMs: lo) >= target { return lo }
+        for _ in 0..<40 {
+            let mid = (lo + hi) / 2
+            if cumulativeApprox(atMs: mid) >= target { hi = mid } else { lo = mid }
+        }
+        return min(hi, Double((n + 1) * tickMs) - 0.001)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

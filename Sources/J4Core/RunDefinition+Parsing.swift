@@ -1,0 +1,255 @@
+import Foundation
+import Yams
+
+/// Limits that keep a definition from hurting the machines that read it.
+public enum DefinitionLimits {
+    /// Largest definition file, in bytes.
+    public static let maxBytes = 1 << 20
+    /// Most YAML/JSON nodes after aliases are expanded.
+    public static let maxNodes = 100_000
+    /// Deepest nesting of lists and maps.
+    public static let maxDepth = 32
+    /// Most stages.
+    public static let maxStages = 100
+    /// Longest stage: 7 days.
+    public static let maxStageMs: Int64 = 7 * 24 * 3_600_000
+    /// Highest arrival rate, per second.
+    public static let maxRate: Int64 = 10_000_000
+    /// Most VUs.
+    public static let maxVUs: Int64 = 1_000_000
+    /// Most steps in one `step` or `exponential` stage.
+    public static let maxSteps: Int64 = 100_000
+    /// Most shards.
+    public static let maxShards = 4096
+}
+
+extension RunDefinition {
+    /// The format of a definition file.
+    public enum Format: Sendable { case yaml, json }
+
+    /// Parses and validates a definition file's text; the error lists every problem found.
+    public static func parse(text: String, format: Format) throws(DefinitionError) -> RunDefinition {
+        try parse(try tree(text: text, format: format))
+    }
+
+    /// The JSON tree of a file's text; YAML aliases are expanded within ``DefinitionLimits``.
+    public static func tree(text: String, format: Format) throws(DefinitionError) -> JSONValue {
+        func fail(_ what: String) -> DefinitionError {
+            DefinitionError(problems: [DefinitionProblem(field: "(file)", value: nil, expected: what)])
+        }
+        guard text.utf8.count <= DefinitionLimits.maxBytes else {
+            throw fail("the file is larger than \(DefinitionLimits.maxBytes) bytes")
+        }
+        if format == .json {
+            do {
+                _ = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+            } catch {
+                throw fail("not valid JSON (\((error as NSError).userInfo["NSDebugDescription"] ?? error))")
+            }
+        }
+        // JSON is YAML: one reader gives one tree for both formats.
+        switch format {
+        case .json, .yaml:
+            let node: Node?
+            do { node = try Yams.compose(yaml: text) } catch { throw fail("not valid YAML (\(error))") }
+            guard let node else { throw fail("the file is empty") }
+            var budget = DefinitionLimits.maxNodes
+            guard let v = JSONValue(yaml: node, depth: 0, budget: &budget) else {
+                throw fail("nested deeper than \(DefinitionLimits.maxDepth) or more than \(DefinitionLimits.maxNodes) values (YAML aliases count each time they are used)")
+            }
+            return v
+        }
+    }
+
+    /// Validates a JSON tree and builds the definition; the error lists every problem found.
+    public static func parse(_ tree: JSONValue) throws(DefinitionError) -> RunDefinition {
+        var v = Validator()
+        guard case .object(let root) = tree else {
+            throw DefinitionError(problems: [DefinitionProblem(field: "(top level)", value: v.show(tree), expected: "a map of fields such as name, scenario, model, stages")])
+        }
+        let known: Set = ["name", "scenario", "model", "start", "stages", "tick", "shards", "leaseTTL", "maxInFlight", "params", "thresholds"]
+        for key in root.keys.sorted() where !known.contains(key) {
+            v.problem(key, root[key], "unknown field; the fields are \(known.sorted().joined(separator: ", "))")
+        }
+        let name = v.identifier("name", root["name"])
+        let scenario = v.identifier("scenario", root["scenario"])
+        let model: Model? = v.choice("model", root["model"], default: nil)
+        let tickMs = v.duration("tick", root["tick"], default: 1000, range: 100...10_000)
+        let shards = v.integer("shards", root["shards"], default: 64, range: 1...Int64(DefinitionLimits.maxShards))
+        let ttlMs = v.duration("leaseTTL", root["leaseTTL"], default: 3000, range: 1000...60_000)
+        let maxInFlight = v.integer("maxInFlight", root["maxInFlight"], default: 1000, range: 1...1_000_000)
+        let isVUs = model == .vus
+        let start = v.target("start", root["start"], default: 0, vus: isVUs)
+
+        var stages: [Stage] = []
+        switch root["stages"] {
+        case .array(let list) where !list.isEmpty && list.count <= DefinitionLimits.maxStages:
+            var previous = start
+            for (i, item) in list.enumerated() {
+                let path = "stages[\(i)]"
+                guard case .object(let st) = item else {
+                    v.problem(path, item, "a map such as { duration: 30s, target: 100 }")
+                    continue
+                }
+                for key in st.keys.sorted() where !["duration", "target", "curve", "every"].contains(key) {
+                    v.problem("\(path).\(key)", st[key], "unknown field; a stage has duration, target, curve and every")
+                }
+                let d = v.duration("\(path).duration", st["duration"], default: nil, range: 1...DefinitionLimits.maxStageMs)
+                let t = v.target("\(path).target", st["target"], default: nil, vus: isVUs)
+                let curve: CurveShape = v.choice("\(path).curve", st["curve"], default: .linear) ?? .linear
+                let every = v.duration("\(path).every", st["every"], default: curve == .step ? 10_000 : 1000, range: 100...DefinitionLimits.maxStageMs)
+                if curve == .linear, st["every"] != nil {
+                    v.problem("\(path).every", st["every"], "only step and exponential stages take every")
+                }
+                if let d, let every, curve != .linear, (d + every - 1) / every > DefinitionLimits.maxSteps {
+                    v.problem("\(path).every", st["every"], "at most \(DefinitionLimits.maxSteps) steps per stage; use a longer every")
+                }
+                if curve == .exponential, let t, let p = previous, p == 0 || t == 0 {
+                    v.problem("\(path).curve", st["curve"], "an exponential stage needs targets above 0 at both ends (it starts from \(Double(p) / 1000), the previous target)")
+                }
+                if let d, let t, let every { stages.append(Stage(durationMs: d, targetMilli: t, curve: curve, everyMs: every)) }
+                previous = t
+            }
+        case .array(let list) where list.count > DefinitionLimits.maxStages:
+            v.problem("stages", nil, "at most \(DefinitionLimits.maxStages) stages", shown: "\(list.count) stages")
+        case nil:
+            v.problem("stages", nil, "a list of stages such as [{ duration: 30s, target: 100 }]")
+        case let other?:
+            v.problem("stages", other, "a non-empty list of stages such as [{ duration: 30s, target: 100 }]")
+        }
+
+        let params = root["params"] ?? .object([:])
+        if case .object = params {} else { v.problem("params", params, "a map of values handed to the scenario") }
+        var thresholds: [String] = []
+        switch root["thresholds"] {
+        case nil: break
+        case .array(let list):
+            for (i, t) in list.enumerated() {
+                if let s = t.stringValue, !s.isEmpty, s.count <= 200 { thresholds.append(s) } else { v.problem("thresholds[\(i)]", t, "a text such as \"p99(http) < 250ms\"") }
+            }
+        case let other?: v.problem("thresholds", other, "a list of texts such as [\"p99(http) < 250ms\", \"errors < 1%\"]")
+        }
+
+        guard v.problems.isEmpty, let name, let scenario, let model, let tickMs, let shards, let ttlMs, let maxInFlight, let start else {
+            throw DefinitionError(problems: v.problems)
+        }
+        return RunDefinition(
+            name: name, scenario: scenario, model: model, startMilli: start, stages: stages,
+            tickMs: tickMs, shards: Int(shards), leaseTTLMs: ttlMs, maxInFlight: Int(maxInFlight),
+            params: params, thresholds: thresholds)
+    }
+}
+
+/// Collects problems while reading fields; each reader returns nil when its field is wrong.
+struct Validator {
+    var problems: [DefinitionProblem] = []
+
+    func show(_ value: JSONValue?) -> String? {
+        guard let value else { return nil }
+        let text = value.canonicalJSON
+        return text.count > 60 ? String(text.prefix(57)) + "..." : text
+    }
+
+    mutating func problem(_ field: String, _ value: JSONValue?, _ expected: String, shown: String? = nil) {
+        problems.append(DefinitionProblem(field: field, value: shown ?? show(value), expected: expected))
+    }
+
+    mutating func identifier(_ field: String, _ value: JSONValue?) -> String? {
+        let rule = "1 to 64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        guard let s = value?.stringValue else {
+            problem(field, value, rule)
+            return nil
+        }
+        let ok = (1...64).contains(s.count) && s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || ".-_".unicodeScalars.contains($0) }
+            && s.first.map { $0.isLetter || $0.isNumber } == true
+        if !ok { problem(field, value, rule) }
+        return ok ? s : nil
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ field: String, _ value: JSONValue?, default def: T?) -> T? where T.RawValue == String {
+        let options = T.allCases.map(\.rawValue).joined(separator: " or ")
+        guard let value else {
+            if def == nil { problem(field, nil, "one of \(options)") }
+            return def
+        }
+        guard let s = value.stringValue, let t = T(rawValue: s) else {
+            problem(field, value, "one of \(options)")
+            return nil
+        }
+        return t
+    }
+
+    mutating func duration(_ field: String, _ value: JSONValue?, default def: Int64?, range: ClosedRange<Int64>) -> Int64? {
+        let accepted = "a duration from \(DurationText.format(range.lowerBound)) to \(DurationText.format(range.upperBound)), written like 250ms, 30s, 5m or 1h30m"
+        guard let value else {
+            if def == nil { problem(field, nil, accepted) }
+            return def
+        }
+        guard let s = value.stringValue, let ms = DurationText.milliseconds(s), range.contains(ms) else {
+            problem(field, value, accepted)
+            return nil
+        }
+        return ms
+    }
+
+    mutating func integer(_ field: String, _ value: JSONValue?, default def: Int64, range: ClosedRange<Int64>) -> Int64? {
+        guard let value else { return def }
+        guard let i = value.intValue, range.contains(i) else {
+            problem(field, value, "a whole number from \(range.lowerBound) to \(range.upperBound)")
+            return nil
+        }
+        return i
+    }
+
+    /// A target in thousandths: a rate with up to 3 decimals, or a whole number of VUs.
+    mutating func target(_ field: String, _ value: JSONValue?, default def: Int64?, vus: Bool) -> Int64? {
+        let accepted = vus
+            ? "a whole number of VUs from 0 to \(DefinitionLimits.maxVUs)"
+            : "iterations per second from 0 to \(DefinitionLimits.maxRate), at most 3 decimals"
+        guard let value else {
+            if def == nil { problem(field, nil, accepted) }
+            return def
+        }
+        let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
+        if let i = value.intValue, (0...limit).contains(i) { return i * 1000 }
+        if !vus, case .double(let d) = value, d >= 0, d <= Double(limit) {
+            let milli = (d * 1000).rounded()
+            if abs(milli - d * 1000) < 1e-6 { return Int64(milli) }
+        }
+        problem(field, value, accepted)
+        return nil
+    }
+}
+
+extension JSONValue {
+    /// Converts a composed YAML node; nil past the depth or node budget (aliases count each use).
+    init?(yaml node: Node, depth: Int, budget: inout Int) {
+        budget -= 1
+        guard budget >= 0, depth <= DefinitionLimits.maxDepth else { return nil }
+        switch node {
+        case .scalar(let s):
+            let tag = node.tag.description
+            if tag.hasSuffix(":null") { self = .null }
+            else if tag.hasSuffix(":bool"), let b = node.bool { self = .bool(b) }
+            else if tag.hasSuffix(":int"), let i = node.int { self = .int(Int64(i)) }
+            else if tag.hasSuffix(":float"), let d = node.float { self = .double(d) }
+            else { self = .string(s.string) }
+        case .sequence(let seq):
+            var out: [JSONValue] = []
+            for x in seq {
+                guard let v = JSONValue(yaml: x, depth: depth + 1, budget: &budget) else { return nil }
+                out.append(v)
+            }
+            self = .array(out)
+        case .mapping(let map):
+            var out: [String: JSONValue] = [:]
+            for (k, x) in map {
+                guard let v = JSONValue(yaml: x, depth: depth + 1, budget: &budget) else { return nil }
+                out[k.string ?? "\(k)"] = v
+            }
+            self = .object(out)
+        case .alias:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/// Every Redis key J4 uses, built in one place.
+///
+/// All keys of one run carry the hash tag `{r:<id>}`, so every script touches one hash slot
+/// and the layout works unchanged on Redis Cluster. Global indexes have keys of their own
+/// and no run script touches them.
+public struct RunKeys: Sendable, Hashable {
+    /// The run id inside the hash tag.
+    public let run: String
+
+    /// Keys of run `run`.
+    public init(run: String) { self.run = run }
+
+    private var prefix: String { "j4:{r:\(run)}:" }
+    /// Hash: schema, state, definition and the run's counters.
+    public var ctl: String { prefix + "ctl" }
+    /// Hash: tick → `F(n)` (arrival-rate) or `V(n)` (VUs).
+    public var plan: String { prefix + "plan" }
+    /// Zset: shard → lease expiry (server ms; 0 = free).
+    public var leases: String { prefix + "leases" }
+    /// Hash: shard → `worker|token`.
+    public var owners: String { prefix + "owners" }
+    /// Zset: worker id → last heartbeat (server ms).
+    public var workers: String { prefix + "workers" }
+    /// Hash: shard → token granted for tick `n`; expires soon after the tick.
+    public func claims(tick n: Int64) -> String { prefix + "claims:\(n)" }
+    /// Hash: merged metrics of one unix second.
+    public func metrics(second: Int64) -> String { prefix + "m:\(second)" }
+    /// Hash: merged metrics of the whole run.
+    public var totals: String { prefix + "totals" }
+    /// Hash: worker id → last flush sequence number (deduplicates retried flushes).
+    public var flushSeqs: String { prefix + "seqs" }
+    /// Stream: what happened to the run, capped.
+    public var events: String { prefix + "events" }
+}
+
+/// Keys that are not a run's.
+public enum GlobalKeys {
+    /// Zset: run id → submit time (ms).
+    public static let runs = "j4:runs"
+    /// Set: ids of runs that are pending or running.
+    public static let active = "j4:active"
+    /// String: `holder|token` of the leading supervisor, with a TTL.
+    public static let leader = "j4:leader"
+}

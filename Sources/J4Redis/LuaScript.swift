@@ -1,0 +1,55 @@
+/// The contract of one Lua script in `lua/`: its KEYS and ARGV in header order.
+///
+/// Callers build KEYS and ARGV from this descriptor, and a test checks it against the
+/// script's header, so a key count can never drift between the script and its callers.
+public struct LuaScript: Sendable, Hashable {
+    /// The file name without `.lua`.
+    public let name: String
+    /// Names of KEYS[1...], in order.
+    public let keys: [String]
+    /// Names of the fixed ARGV[1...], in order.
+    public let args: [String]
+    /// Names of a group of ARGV that repeats after the fixed ones (e.g. `shard`, `token`), if any.
+    public let repeating: [String]
+
+    /// The script's text, embedded at build time from `lua/<name>.lua`.
+    public var source: String { LuaSources.all[name] ?? "" }
+
+    /// Throws when a call would pass the wrong number of keys or arguments.
+    public func check(keyCount: Int, argCount: Int) throws(RedisError) {
+        let extra = argCount - args.count
+        let argsOK = repeating.isEmpty ? extra == 0 : extra >= 0 && extra % repeating.count == 0
+        guard keyCount == keys.count, argsOK else {
+            throw .unexpectedReply("script \(name) takes \(keys.count) keys and \(args.count) args\(repeating.isEmpty ? "" : " plus groups of \(repeating.count)"); called with \(keyCount) and \(argCount)")
+        }
+    }
+}
+
+/// Every script J4 runs, one descriptor each.
+public enum Scripts {
+    /// Stores a run's definition (idempotent on the run id and definition hash).
+    public static let submit = LuaScript(name: "submit", keys: ["ctl", "leases", "events"], args: ["run", "hash", "definition", "name", "scenario", "model", "shards", "tick_ms", "ttl_ms", "ticks", "target", "max_in_flight"], repeating: [])
+    /// Heartbeat, renew held leases, take free ones up to the fair share.
+    public static let acquire = LuaScript(name: "acquire", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "nonce", "take"], repeating: ["shard", "token"])
+    /// Heartbeat and renew held leases only; says which were lost and how many to shed.
+    public static let renew = LuaScript(name: "renew", keys: ["ctl", "leases", "owners", "workers"], args: ["worker"], repeating: ["shard", "token"])
+    /// Token-checked hand-back of leases.
+    public static let release = LuaScript(name: "release", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "reason"], repeating: ["shard", "token"])
+    /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
+    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims"], args: ["worker", "tick"], repeating: ["shard", "token"])
+    /// Adds a worker's metrics of one second, once per sequence number.
+    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
+    /// Supervisor leadership lease.
+    public static let leader = LuaScript(name: "leader", keys: ["leader"], args: ["op", "holder", "token", "ttl_ms"], repeating: [])
+    /// Publishes plan values ahead of now; starts a pending run.
+    public static let plan = LuaScript(name: "plan", keys: ["ctl", "plan", "events"], args: ["holder", "token", "ttl_ms", "lead_ms", "from_tick"], repeating: ["value"])
+    /// Graceful stop at the next tick boundary, or the end of a run that has run its course.
+    public static let stop = LuaScript(name: "stop", keys: ["ctl", "events"], args: ["mode", "who"], repeating: [])
+    /// Kill switch: no tick is granted from now on.
+    public static let abort = LuaScript(name: "abort", keys: ["ctl", "events"], args: ["who", "reason"], repeating: [])
+    /// Expired leases and dead workers out of the live sets.
+    public static let reap = LuaScript(name: "reap", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["limit"], repeating: [])
+
+    /// All of them.
+    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, reap]
+}

@@ -1,0 +1,168 @@
+import J4Core
+import J4Redis
+
+/// A worker's view of its leases, from acquire.lua or renew.lua.
+public struct LeaseReply: Sendable {
+    /// Redis' clock when the script ran (ms).
+    public var nowMs: Int64
+    /// The run's state.
+    public var state: RunState
+    /// The run's generation (bumped by stop, abort, scale).
+    public var generation: Int64
+    /// Server time of tick 0, or nil before the run starts.
+    public var startMs: Int64?
+    /// The first tick that will not be granted.
+    public var stopTick: Int64
+    /// The caller's fair share of shards.
+    public var cap: Int
+    /// Workers with a heartbeat within one TTL.
+    public var liveWorkers: Int
+    /// Leases the caller holds now: shard → token, expiry (server ms).
+    public var held: [Int: (token: String, expiryMs: Int64)]
+    /// Shards the caller thought it held but does not.
+    public var lost: [Int]
+}
+
+/// The answer of claim.lua.
+public struct ClaimReply: Sendable {
+    /// What a claimed shard got.
+    public enum Status: String, Sendable {
+        /// The (tick, shard) is the caller's.
+        case granted
+        /// The caller's lease is gone or expired: no grant.
+        case fenced
+        /// Another token was granted this (tick, shard).
+        case taken
+    }
+    /// Redis' clock when the script ran (ms).
+    public var nowMs: Int64
+    /// `ok`, or why nothing was granted (`past`, `early`, `stopped`, `no_plan`, `not_running`, `not_started`).
+    public var code: String
+    /// `F(n)` (arrival-rate) or `V(n)` (VUs).
+    public var first: Int64
+    /// `F(n+1)` (arrival-rate) or `V(n)` (VUs).
+    public var end: Int64
+    /// The first tick that will not be granted.
+    public var stopTick: Int64
+    /// Per shard claimed, what it got.
+    public var statuses: [Int: Status]
+}
+
+/// The answer of plan.lua.
+public struct PlanReply: Sendable {
+    /// Redis' clock when the script ran (ms).
+    public var nowMs: Int64
+    /// `ok`, or `fenced` when another supervisor holds the run.
+    public var code: String
+    /// The run's state after the call.
+    public var state: RunState
+    /// Server time of tick 0, or nil before the run starts.
+    public var startMs: Int64?
+}
+
+/// One thin typed wrapper per Lua script, for one run: it builds KEYS in the order of the
+/// script's header (the descriptor in ``Scripts``) and reads the flat reply.
+public struct RunClient: Sendable {
+    /// The run's keys.
+    public let keys: RunKeys
+
+    /// A client for run `run`.
+    public init(run: String) { keys = RunKeys(run: run) }
+
+    static func pairs(_ shards: [(Int, String)]) -> [String] {
+        shards.flatMap { [String($0.0), $0.1] }
+    }
+
+    /// acquire.lua: heartbeat, renew, and (with `take`) take shards up to the fair share.
+    public func acquire(_ c: RedisConnection, worker: String, nonce: String, take: Bool, held: [(Int, String)]) async throws -> LeaseReply {
+        let r = try await c.evalScript(Scripts.acquire, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, nonce, take ? "1" : "0"] + RunClient.pairs(held))
+        return try RunClient.leaseReply(r)
+    }
+
+    /// renew.lua: heartbeat and renew only.
+    public func renew(_ c: RedisConnection, worker: String, held: [(Int, String)]) async throws -> LeaseReply {
+        let r = try await c.evalScript(Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers], args: [worker] + RunClient.pairs(held))
+        return try RunClient.leaseReply(r)
+    }
+
+    /// release.lua: hands leases back; returns how many were still the caller's.
+    @discardableResult
+    public func release(_ c: RedisConnection, worker: String, reason: String, shards: [(Int, String)]) async throws -> Int {
+        let r = try await c.evalScript(Scripts.release, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, reason] + RunClient.pairs(shards))
+        return Int(r.int ?? 0)
+    }
+
+    /// claim.lua: claims tick `tick` for the given leases.
+    public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
+        let r = try await c.evalScript(Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick)], args: [worker, String(tick)] + RunClient.pairs(shards))
+        guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 2 * Int(n) else {
+            throw RedisError.unexpectedReply("claim: \(r)")
+        }
+        var statuses: [Int: ClaimReply.Status] = [:]
+        for i in 0..<Int(n) {
+            if let s = a[6 + 2 * i].int, let st = a[7 + 2 * i].string.flatMap(ClaimReply.Status.init(rawValue:)) { statuses[Int(s)] = st }
+        }
+        return ClaimReply(nowMs: now, code: code, first: first, end: end, stopTick: stop, statuses: statuses)
+    }
+
+    /// flush.lua: adds one second's metrics; false when this sequence number was already added.
+    @discardableResult
+    public func flush(_ c: RedisConnection, worker: String, seq: Int64, second: Int64, fields: [(String, Int64)]) async throws -> Bool {
+        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
+        return r.int == 1
+    }
+
+    /// plan.lua: publishes plan values from `from`; starts a pending run `leadMs` from now.
+    public func plan(_ c: RedisConnection, holder: String, token: String, ttlMs: Int64, leadMs: Int64, from: Int64, values: [Int64]) async throws -> PlanReply {
+        let r = try await c.evalScript(Scripts.plan, keys: [keys.ctl, keys.plan, keys.events], args: [holder, token, String(ttlMs), String(leadMs), String(from)] + values.map(String.init))
+        guard let a = r.array, a.count == 4, let now = a[0].int, let code = a[1].string, let state = a[2].string.flatMap(RunState.init(rawValue:)), let start = a[3].int else {
+            throw RedisError.unexpectedReply("plan: \(r)")
+        }
+        return PlanReply(nowMs: now, code: code, state: state, startMs: start < 0 ? nil : start)
+    }
+
+    /// stop.lua in mode `stop` (a person's request) or `finish` (the supervisor, at the end).
+    @discardableResult
+    public func stop(_ c: RedisConnection, mode: String, who: String) async throws -> (RunState, Int64) {
+        let r = try await c.evalScript(Scripts.stop, keys: [keys.ctl, keys.events], args: [mode, who])
+        return try RunClient.stateReply(r)
+    }
+
+    /// abort.lua: the kill switch.
+    @discardableResult
+    public func abort(_ c: RedisConnection, who: String, reason: String) async throws -> (RunState, Int64) {
+        let r = try await c.evalScript(Scripts.abort, keys: [keys.ctl, keys.events], args: [who, reason])
+        return try RunClient.stateReply(r)
+    }
+
+    /// reap.lua: dead workers and expired leases out of the live sets.
+    @discardableResult
+    public func reap(_ c: RedisConnection, limit: Int = 100) async throws -> (deadWorkers: Int, expiredLeases: Int) {
+        let r = try await c.evalScript(Scripts.reap, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [String(limit)])
+        guard let a = r.array, a.count == 2 else { throw RedisError.unexpectedReply("reap: \(r)") }
+        return (Int(a[0].int ?? 0), Int(a[1].int ?? 0))
+    }
+
+    static func stateReply(_ r: RedisValue) throws -> (RunState, Int64) {
+        guard let a = r.array, a.count == 2, let s = a[0].string.flatMap(RunState.init(rawValue:)), let t = a[1].int else {
+            throw RedisError.unexpectedReply("\(r)")
+        }
+        return (s, t)
+    }
+
+    static func leaseReply(_ r: RedisValue) throws -> LeaseReply {
+        guard let a = r.array, a.count >= 9, let now = a[0].int, let state = a[1].string.flatMap(RunState.init(rawValue:)),
+              let gen = a[2].int, let start = a[3].int, let stop = a[4].int, let cap = a[5].int, let live = a[6].int, let n = a[7].int
+        else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+        var held: [Int: (token: String, expiryMs: Int64)] = [:]
+        var i = 8
+        for _ in 0..<Int(n) {
+            guard i + 2 < a.count, let s = a[i].int, let token = a[i + 1].string, let exp = a[i + 2].int else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+            held[Int(s)] = (token, exp)
+            i += 3
+        }
+        guard i < a.count, let nl = a[i].int, a.count == i + 1 + Int(nl) else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+        let lost = a[(i + 1)...].compactMap { $0.int.map(Int.init) }
+        return LeaseReply(nowMs: now, state: state, generation: gen, startMs: start < 0 ? nil : start, stopTick: stop, cap: Int(cap), liveWorkers: Int(live), held: held, lost: lost)
+    }
+}

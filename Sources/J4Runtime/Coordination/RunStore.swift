@@ -1,0 +1,121 @@
+import Foundation
+import J4Core
+import J4Redis
+
+/// A run as stored in its `ctl` hash.
+public struct RunInfo: Sendable {
+    /// The run id.
+    public var id: String
+    /// Its state.
+    public var state: RunState
+    /// The validated definition read back from Redis.
+    public var definition: RunDefinition
+    /// Server time of tick 0, once started.
+    public var startMs: Int64?
+    /// Number of ticks `N`.
+    public var ticks: Int64
+    /// First tick not granted.
+    public var stopTick: Int64
+    /// Iterations granted by claims (arrival-rate).
+    public var granted: Int64
+    /// When it was submitted and finished (server ms).
+    public var submittedMs: Int64
+    /// When it ended (server ms), once it has.
+    public var finishedMs: Int64?
+    /// Its generation.
+    public var generation: Int64
+}
+
+/// The data in Redis for a run cannot be used (missing, truncated, wrong type, unknown schema).
+public struct CorruptRunError: Error, Sendable, CustomStringConvertible {
+    /// The run.
+    public var run: String
+    /// What is wrong, for the event and the log.
+    public var reason: String
+    public var description: String { "run \(run): \(reason)" }
+}
+
+/// Reads and writes runs: submit, look-ups, and the summary merged from every worker's metrics.
+public enum RunStore {
+    /// Schema version this binary writes and reads.
+    public static let schema = "1"
+
+    /// Validates nothing (the definition is valid by type); stores it and indexes it. Returns the run id.
+    public static func submit(_ definition: RunDefinition, on c: RedisConnection, runID: String? = nil) async throws -> String {
+        let id = runID ?? RunID.make(unixSeconds: Int64(Date().timeIntervalSince1970), random: UInt16.random(in: 0...UInt16.max))
+        let keys = RunKeys(run: id)
+        let json = definition.canonical.canonicalJSON
+        let curve = Curve(definition)
+        let target = definition.model == .arrivalRate ? curve.totalIterations : curve.peakVUs
+        let args = [
+            id, fnv1a64(json), json, definition.name, definition.scenario, definition.model.rawValue,
+            String(definition.shards), String(definition.tickMs), String(definition.leaseTTLMs),
+            String(curve.tickCount), String(target), String(definition.maxInFlight),
+        ]
+        let reply = try await c.evalScript(Scripts.submit, keys: [keys.ctl, keys.leases, keys.events], args: args)
+        guard let a = reply.array, a.count == 2 else { throw RedisError.unexpectedReply("submit: \(reply)") }
+        let replies = try await c.pipeline([
+            ["ZADD", GlobalKeys.runs, String(Int64(Date().timeIntervalSince1970 * 1000)), id],
+            ["SADD", GlobalKeys.active, id],
+        ])
+        for r in replies { if case .error(let e) = r { throw RedisError.fromReply(e) } }
+        return id
+    }
+
+    /// FNV-1a, 64 bits, in hex: the definition hash that makes submit idempotent.
+    static func fnv1a64(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        return String(h, radix: 16)
+    }
+
+    /// Ids of runs that are pending or running.
+    public static func activeRuns(on c: RedisConnection) async throws -> [String] {
+        try await c.send(["SMEMBERS", GlobalKeys.active]).array?.compactMap(\.string).sorted() ?? []
+    }
+
+    /// The newest runs first, at most `limit`.
+    public static func recentRuns(on c: RedisConnection, limit: Int = 20) async throws -> [String] {
+        try await c.send(["ZREVRANGE", GlobalKeys.runs, "0", String(limit - 1)]).array?.compactMap(\.string) ?? []
+    }
+
+    /// Takes a run out of the active index (after it ended).
+    public static func deactivate(_ run: String, on c: RedisConnection) async throws {
+        try await c.send(["SREM", GlobalKeys.active, run])
+    }
+
+    /// The run's ctl hash read and checked; nil when there is no such run.
+    public static func info(_ run: String, on c: RedisConnection) async throws -> RunInfo? {
+        let keys = RunKeys(run: run)
+        let reply: RedisValue
+        do {
+            reply = try await c.send(["HGETALL", keys.ctl])
+        } catch RedisError.server(let code, _) where code == "WRONGTYPE" {
+            throw CorruptRunError(run: run, reason: "\(keys.ctl) is not a hash")
+        }
+        guard let h = reply.hash, !h.isEmpty else { return nil }
+        return try parse(run: run, ctl: h)
+    }
+
+    /// Checks a ctl hash field by field; the error names the field.
+    static func parse(run: String, ctl h: [String: String]) throws -> RunInfo {
+        func bad(_ why: String) -> CorruptRunError { CorruptRunError(run: run, reason: why) }
+        guard h["schema"] == schema else { throw bad("schema version \(h["schema"] ?? "missing") is not \(schema)") }
+        guard let s = h["state"], let state = RunState(rawValue: s) else { throw bad("state \(h["state"] ?? "missing") is unknown") }
+        guard let text = h["definition"] else { throw bad("definition is missing") }
+        let definition: RunDefinition
+        do { definition = try RunDefinition.parse(text: text, format: .json) } catch { throw bad("definition does not validate: \(error)") }
+        func int(_ f: String) throws -> Int64 {
+            guard let v = h[f].flatMap({ Int64($0) }) else { throw bad("\(f) is \(h[f] ?? "missing"), not a number") }
+            return v
+        }
+        return RunInfo(
+            id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms") },
+            ticks: try int("ticks"), stopTick: try int("stop_tick"), granted: try int("granted"),
+            submittedMs: try int("submitted_ms"), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms") },
+            generation: try int("gen"))
+    }
+}

@@ -1,0 +1,117 @@
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import NIOCore
+import NIOHTTP1
+
+/// A response whose status was not one the run expects.
+public struct UnexpectedStatus: ClassifiedError, CustomStringConvertible {
+    /// The status received.
+    public let status: Int
+    public var errorClass: String { "status_\(status)" }
+    public var description: String { "unexpected HTTP status \(status)" }
+}
+
+/// The built-in `http` scenario, usable without writing Swift:
+///
+/// ```yaml
+/// scenario: http
+/// params:
+///   request: { method: GET, url: "http://127.0.0.1:8080/", headers: { accept: "*/*" }, body: "" }
+///   expect: { status: 200 }      # a status or a list; default: any 2xx
+///   timeout: 10s                 # default 30s
+/// ```
+public enum HTTPScenario {
+    /// The request each iteration sends.
+    struct Plan: Sendable {
+        var method: HTTPMethod
+        var url: String
+        var headers: [(String, String)]
+        var body: [UInt8]?
+        var expect: Set<Int>?
+        var timeout: TimeAmount
+    }
+
+    static func plan(_ params: JSONValue) -> (Plan?, [DefinitionProblem]) {
+        var problems: [DefinitionProblem] = []
+        func problem(_ f: String, _ v: JSONValue?, _ e: String) {
+            problems.append(DefinitionProblem(field: "params.\(f)", value: v.map { $0.canonicalJSON }, expected: e))
+        }
+        guard case .object = params["request"] ?? .null else {
+            problem("request", params["request"], "a map with url and optionally method, headers and body")
+            return (nil, problems)
+        }
+        let request = params["request"]!
+        let url = request["url"]?.stringValue
+        if url == nil || !(url!.hasPrefix("http://") || url!.hasPrefix("https://")) || URL(string: url!)?.host == nil {
+            problem("request.url", request["url"], "an absolute http:// or https:// URL")
+        }
+        let methodText = request["method"]?.stringValue ?? "GET"
+        let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+        if !methods.contains(methodText.uppercased()) {
+            problem("request.method", request["method"], "one of \(methods.joined(separator: ", "))")
+        }
+        var headers: [(String, String)] = []
+        switch request["headers"] {
+        case nil: break
+        case .object(let h)?:
+            for (k, v) in h.sorted(by: { $0.key < $1.key }) {
+                if let s = v.stringValue { headers.append((k, s)) } else { problem("request.headers.\(k)", v, "a text value") }
+            }
+        case let other?: problem("request.headers", other, "a map of header name to text")
+        }
+        var body: [UInt8]?
+        switch request["body"] {
+        case nil: break
+        case .string(let s)?: body = Array(s.utf8)
+        case let other?: body = Array(other.canonicalJSON.utf8)  // a map or list is sent as JSON
+        }
+        var expect: Set<Int>?
+        switch params["expect"]?["status"] {
+        case nil: break
+        case let v? where v.intValue != nil: expect = [Int(v.intValue!)]
+        case .array(let list)? where list.allSatisfy({ $0.intValue != nil }): expect = Set(list.map { Int($0.intValue!) })
+        case let other?: problem("expect.status", other, "a status code or a list of them, such as 200 or [200, 204]")
+        }
+        var timeout = TimeAmount.seconds(30)
+        if let t = params["timeout"] {
+            if let ms = t.stringValue.flatMap(DurationText.milliseconds), ms > 0 { timeout = .milliseconds(ms) } else { problem("timeout", t, "a duration such as 10s") }
+        }
+        guard problems.isEmpty, let url else { return (nil, problems) }
+        return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout), [])
+    }
+
+    /// The scenario.
+    public static let scenario = Scenario("http", validate: { plan($0).1 }) { vu in
+        guard let plan = plan(vu.params).0 else {
+            throw ScenarioSetupError(message: "params of the http scenario do not validate: " + plan(vu.params).1.map(\.description).joined(separator: "; "))
+        }
+        var base = HTTPClientRequest(url: plan.url)
+        base.method = plan.method
+        for (k, v) in plan.headers { base.headers.add(name: k, value: v) }
+        for (k, v) in vu.attributionHeaders { base.headers.replaceOrAdd(name: k, value: v) }
+        let template = base
+        let body = plan.body
+        let client = vu.http
+        return { _ in
+            var request = template
+            if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+            let response = try await client.execute(request, timeout: plan.timeout)
+            for try await _ in response.body {}  // read the whole body, keep the connection
+            let status = Int(response.status.code)
+            if let expect = plan.expect {
+                if !expect.contains(status) { throw UnexpectedStatus(status: status) }
+            } else if !(200..<300).contains(status) {
+                throw UnexpectedStatus(status: status)
+            }
+        }
+    }
+}
+
+/// A scenario's setup failed; every iteration of that VU is counted as failed with class `setup`.
+public struct ScenarioSetupError: ClassifiedError, CustomStringConvertible {
+    /// Why.
+    public var message: String
+    public var errorClass: String { "setup" }
+    public var description: String { message }
+}

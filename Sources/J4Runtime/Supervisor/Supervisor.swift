@@ -1,0 +1,134 @@
+import Foundation
+import J4Core
+import J4Redis
+import Logging
+import Synchronization
+
+/// Computes the target curve of every active run and publishes it ahead of time; starts and
+/// finishes runs; reaps. Any number may run: one leads (j4:leader), the others stand by.
+/// It keeps no state of its own that matters: kill it and another continues from Redis.
+/// If none runs, the workers run out of published ticks and the load stops.
+public final class Supervisor: Sendable {
+    /// This supervisor's id.
+    public let id: String
+    let connection: RedisConnection
+    let logger: Logger
+    /// Ticks published ahead of now.
+    public let horizon: Int64
+    /// Leadership lease length.
+    public let leaderTTL: Duration
+    let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    let curves = Mutex<[String: (RunDefinition, Curve)]>([:])
+    let stopping = Atomic<Bool>(false)
+
+    /// A supervisor with its own connection to `endpoint`.
+    public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3)) {
+        self.id = id
+        self.connection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-supervisor:\(id)"))
+        var l = logger
+        l[metadataKey: "supervisor"] = "\(id)"
+        self.logger = l
+        self.horizon = horizon
+        self.leaderTTL = leaderTTL
+    }
+
+    var ttlMs: Int64 { Int64(leaderTTL.components.seconds * 1000 + leaderTTL.components.attoseconds / 1_000_000_000_000_000) }
+
+    /// Runs until cancelled or ``resign()``; resigns leadership on the way out.
+    public func run() async {
+        var leading = false
+        while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
+            do {
+                let r = try await connection.evalScript(Scripts.leader, keys: [GlobalKeys.leader], args: [leading ? "renew" : "acquire", id, token, String(ttlMs)])
+                let nowLeading = r.array?.first?.int == 1
+                if nowLeading != leading {
+                    logger.info(nowLeading ? "leading" : "standing by")
+                    leading = nowLeading
+                }
+                if leading { try await superviseAll() }
+            } catch {
+                logger.warning("supervision cycle failed", metadata: ["error": "\(error)"])
+                leading = false
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        if leading {
+            _ = try? await connection.evalScript(Scripts.leader, keys: [GlobalKeys.leader], args: ["resign", id, token, String(ttlMs)])
+        }
+        await connection.close()
+    }
+
+    /// Ends ``run()`` at its next cycle.
+    public func resign() { stopping.store(true, ordering: .relaxed) }
+
+    func superviseAll() async throws {
+        for run in try await RunStore.activeRuns(on: connection) {
+            do {
+                try await supervise(run)
+            } catch let e as CorruptRunError {
+                logger.error("marking a run failed: its data cannot be used", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
+                _ = try? await connection.pipeline([
+                    ["HSET", RunKeys(run: run).ctl, "state", RunState.failed.rawValue, "failure", e.reason],
+                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "reason", e.reason],
+                    ["SREM", GlobalKeys.active, run],
+                ])
+            }
+        }
+    }
+
+    func supervise(_ run: String) async throws {
+        guard let info = try await RunStore.info(run, on: connection) else {
+            try await RunStore.deactivate(run, on: connection)
+            return
+        }
+        let client = RunClient(run: run)
+        let curve = curves.withLock { c -> Curve in
+            if let (d, cv) = c[run], d == info.definition { return cv }
+            let cv = Curve(info.definition)
+            c[run] = (info.definition, cv)
+            return cv
+        }
+        let tickMs = info.definition.tickMs
+        switch info.state {
+        case .pending, .running, .stopping:
+            let lead = max(3000, 2 * tickMs)
+            // Publish from the current tick (estimated from the last known start) up to the horizon.
+            var from: Int64 = 0
+            if let start = info.startMs, let now = try await serverNowMs() {
+                from = max(0, (now - start) / tickMs)
+            }
+            let last = min(from + horizon, curve.tickCount)
+            let values = from <= last ? (from...last).map { curve.planValue(tick: $0) } : []
+            let reply = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, from: from, values: values)
+            guard reply.code == "ok", let start = reply.startMs else { return }
+            if info.state == .pending {
+                logger.info("run started", metadata: ["run": "\(run)", "start_in_ms": "\(start - reply.nowMs)"])
+                // The first publication was computed before the start was known: publish again from 0.
+                let values = (0...min(horizon, curve.tickCount)).map { curve.planValue(tick: $0) }
+                _ = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, from: 0, values: values)
+            }
+            try await client.reap(connection)
+            // The run is over once its last granted tick has ended, plus a grace for the
+            // workers' last iterations and flushes.
+            let endTick = min(info.stopTick, curve.tickCount)
+            let endMs = start + min(endTick * tickMs, curve.durationMs)
+            let grace = max(2000, 2 * tickMs)
+            if reply.nowMs >= endMs + grace {
+                let (state, _) = try await client.stop(connection, mode: "finish", who: id)
+                logger.info("run ended", metadata: ["run": "\(run)", "state": "\(state.rawValue)"])
+                try await RunStore.deactivate(run, on: connection)
+                _ = curves.withLock { $0.removeValue(forKey: run) }
+            }
+        case .finished, .stopped, .aborted, .failed:
+            try await client.reap(connection)
+            try await RunStore.deactivate(run, on: connection)
+            _ = curves.withLock { $0.removeValue(forKey: run) }
+        }
+    }
+
+    func serverNowMs() async throws -> Int64? {
+        let t = try await connection.send(["TIME"])
+        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else { return nil }
+        return s * 1000 + us / 1000
+    }
+}

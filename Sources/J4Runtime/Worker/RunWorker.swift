@@ -1,0 +1,512 @@
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import J4Redis
+import Logging
+import Synchronization
+
+/// The connections a worker process shares between its runs: one per concern, so that a slow
+/// metrics flush never delays a lease renewal.
+public struct WorkerConnections: Sendable {
+    /// Leases: acquire, renew, release (latency-critical).
+    public let lease: RedisConnection
+    /// Claims of ticks.
+    public let claim: RedisConnection
+    /// Metrics flushes.
+    public let metrics: RedisConnection
+    /// Discovery and reads.
+    public let control: RedisConnection
+
+    /// Four connections to `endpoint`, named after the worker.
+    public init(endpoint: RedisEndpoint, worker: String) {
+        func c(_ role: String) -> RedisConnection {
+            RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-worker:\(worker):\(role)"))
+        }
+        lease = c("lease")
+        claim = c("claim")
+        metrics = c("metrics")
+        control = c("control")
+    }
+}
+
+/// One worker's part in one run: its leases, its claims, the iterations or VUs it runs, and
+/// its metrics.
+///
+/// ## Fencing
+///
+/// A lease confirmed by a reply to a request *sent* at local instant `s` is trusted only
+/// until `s + TTL − margin` on the monotonic clock: Redis set its expiry to (its time when the
+/// script ran) + TTL, which is later than `s` on any clock that agrees on durations. So a
+/// shard whose lease cannot be confirmed stops producing load before Redis would give it to
+/// another worker, whether or not Redis can be reached. Grants themselves are fenced in
+/// Redis: claim.lua grants a (tick, shard) once, to the token that owns an unexpired lease.
+final class RunWorker: Sendable {
+    struct Lease {
+        var token: String
+        var validUntil: ContinuousClock.Instant
+        var shedding = false
+        /// When shedding began: the last tick the tick loop had captured shards for.
+        var shedAfterTick: Int64 = -1
+        /// The last tick claimed with this lease (-1: none).
+        var claimedThrough: Int64 = -1
+    }
+
+    struct State {
+        var leases: [Int: Lease] = [:]
+        var cap = Int.max
+        var runState: RunState = .pending
+        var startMs: Int64?
+        var stopTick: Int64
+        /// The last tick whose shards the tick loop has captured for a claim.
+        var claimingTick: Int64 = -1
+        var leaving = false
+        var leaveTick = Int64.max
+        var aborted = false
+        var inFlight = 0
+        var tickLoop: Task<Void, Never>?
+        var fires: [Int: Task<Void, Never>] = [:]
+        var nextFireID = 0
+        /// VU number → the end of the last tick it was granted for.
+        var vuDeadlines: [Int64: ContinuousClock.Instant] = [:]
+        var vuTasks: [Int64: Task<Void, Never>] = [:]
+    }
+
+    let run: String
+    let worker: String
+    let definition: RunDefinition
+    let curve: Curve
+    let striping: Striping
+    let scenario: Scenario
+    let client: RunClient
+    let connections: WorkerConnections
+    let http: HTTPClient
+    let logger: Logger
+    let clock = ServerClock()
+    let metrics = MetricsRecorder()
+    let nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    let state: Mutex<State>
+    let bodies = Mutex<[Int64: Task<IterationBody, any Error>]>([:])
+    let flushSeq = Atomic<Int64>(0)
+    let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
+
+    var ttl: Duration { .milliseconds(definition.leaseTTLMs) }
+    var margin: Duration { max(.milliseconds(100), ttl / 10) }
+    var tick: Duration { .milliseconds(definition.tickMs) }
+
+    init(info: RunInfo, worker: String, scenario: Scenario, connections: WorkerConnections, http: HTTPClient, logger: Logger) {
+        run = info.id
+        self.worker = worker
+        definition = info.definition
+        curve = Curve(info.definition)
+        striping = Striping(shards: info.definition.shards)
+        self.scenario = scenario
+        client = RunClient(run: info.id)
+        self.connections = connections
+        self.http = http
+        var l = logger
+        l[metadataKey: "run"] = "\(info.id)"
+        self.logger = l
+        state = Mutex(State(stopTick: min(info.stopTick, info.ticks)))
+    }
+
+    // MARK: - Life
+
+    /// Runs this worker's part until the run ends or ``leave()`` is called; then releases every
+    /// lease and flushes the last metrics.
+    func execute() async {
+        let leaseTask = Task { await leaseLoop() }
+        let flushTask = Task { await flushLoop() }
+        let tickTask = Task { await tickLoop() }
+        state.withLock { $0.tickLoop = tickTask }
+        await tickTask.value
+        // Wait for every tick still firing and every VU still looping.
+        while true {
+            let pending = state.withLock { s in Array(s.fires.values) + Array(s.vuTasks.values) }
+            if pending.isEmpty { break }
+            for t in pending { await t.value }
+        }
+        leaseTask.cancel()
+        await leaseTask.value
+        flushTask.cancel()
+        await flushTask.value
+        let held = state.withLock { s in s.leases.map { ($0.key, $0.value.token) } }
+        do {
+            try await client.release(connections.lease, worker: worker, reason: "shutdown", shards: held)
+        } catch {
+            logger.warning("could not release leases; they expire after their TTL", metadata: ["error": "\(error)"])
+        }
+        await flushNow(final: true)
+        logger.info("worker left run", metadata: ["worker": "\(worker)"])
+    }
+
+    /// Graceful hand-off: no new tick is claimed, the current tick is finished, later ticks
+    /// already claimed are dropped (and counted), VUs end after their current iteration.
+    func leave() {
+        let tickTask: Task<Void, Never>? = state.withLock { s in
+            s.leaving = true
+            s.leaveTick = currentTick() ?? -1
+            let now = ContinuousClock.now
+            for j in s.vuDeadlines.keys { s.vuDeadlines[j] = now }
+            return s.tickLoop
+        }
+        tickTask?.cancel()
+    }
+
+    /// The kill switch: every iteration in flight is cancelled.
+    func abort() {
+        let tasks = state.withLock { s in
+            s.aborted = true
+            return Array(s.fires.values) + Array(s.vuTasks.values)
+        }
+        for t in tasks { t.cancel() }
+    }
+
+    // MARK: - Time
+
+    func currentTick(at instant: ContinuousClock.Instant = .now) -> Int64? {
+        guard let start = state.withLock({ $0.startMs }), let now = clock.serverMs(at: instant) else { return nil }
+        return Int64(((now - Double(start)) / Double(definition.tickMs)).rounded(.down))
+    }
+
+    func tickStart(_ n: Int64) -> ContinuousClock.Instant? {
+        guard let start = state.withLock({ $0.startMs }) else { return nil }
+        return clock.instant(forServerMs: Double(start + n * definition.tickMs))
+    }
+
+    func tickEnd(_ n: Int64) -> ContinuousClock.Instant? {
+        guard let start = state.withLock({ $0.startMs }) else { return nil }
+        let end = min((n + 1) * definition.tickMs, curve.durationMs)
+        return clock.instant(forServerMs: Double(start + end))
+    }
+
+    static func sleep(until instant: ContinuousClock.Instant) async throws {
+        if instant > .now { try await Task.sleep(until: instant, tolerance: .microseconds(500), clock: .continuous) }
+    }
+
+    // MARK: - Leases
+
+    func leaseLoop() async {
+        let interval = ttl / 3
+        var first = true
+        var fastPolls = 15
+        while !Task.isCancelled {
+            let (held, wantMore, leaving) = state.withLock { s in
+                (s.leases.map { ($0.key, $0.value.token) }, s.leases.count < s.cap, s.leaving)
+            }
+            let take = (first || wantMore) && !leaving
+            first = false
+            let sent = ContinuousClock.now
+            do {
+                let reply = take
+                    ? try await client.acquire(connections.lease, worker: worker, nonce: nonce, take: true, held: held)
+                    : try await client.renew(connections.lease, worker: worker, held: held)
+                clock.observe(sent: sent, received: .now, serverMs: reply.nowMs)
+                await apply(reply, sent: sent)
+                if !reply.state.isLive { return }
+            } catch {
+                logger.warning("lease renewal failed; leases self-fence at their deadline", metadata: ["error": "\(error)"])
+            }
+            // Until it holds its fair share, a worker asks again soon, so a run's shards spread quickly.
+            let hungry = fastPolls > 0 && state.withLock { $0.leases.count < $0.cap && !$0.leaving }
+            if hungry { fastPolls -= 1 }
+            try? await Task.sleep(for: hungry ? min(interval, .milliseconds(200)) : interval)
+        }
+    }
+
+    func apply(_ reply: LeaseReply, sent: ContinuousClock.Instant) async {
+        let validUntil = sent + ttl - margin
+        let (newShards, claimedUpTo, abortNow, toRelease) = state.withLock { s -> ([Int], Int64, Bool, [(Int, String)]) in
+            var fresh: [Int] = []
+            for shard in reply.lost { s.leases[shard] = nil }
+            for (shard, h) in reply.held {
+                if var lease = s.leases[shard], lease.token == h.token {
+                    lease.validUntil = validUntil
+                    s.leases[shard] = lease
+                } else {
+                    s.leases[shard] = Lease(token: h.token, validUntil: validUntil)
+                    fresh.append(shard)
+                }
+            }
+            s.cap = reply.cap
+            s.runState = reply.state
+            s.stopTick = min(s.stopTick, reply.stopTick)
+            if s.startMs == nil { s.startMs = reply.startMs }
+            let abortNow = reply.state == .aborted && !s.aborted
+            // Shed down to the fair share: the highest shards first. A shed lease is claimed no
+            // more and handed back once every tick claimed with it is over.
+            let active = s.leases.filter { !$0.value.shedding }.keys.sorted()
+            if active.count > s.cap {
+                for shard in active.suffix(active.count - s.cap) {
+                    s.leases[shard]?.shedding = true
+                    s.leases[shard]?.shedAfterTick = s.claimingTick
+                }
+            }
+            let nowTick = reply.startMs.map { Int64((Double(reply.nowMs - $0) / Double(definition.tickMs)).rounded(.down)) }
+            var release: [(Int, String)] = []
+            for (shard, lease) in s.leases where lease.shedding {
+                let lastClaimed = max(lease.claimedThrough, lease.shedAfterTick)
+                if lastClaimed < 0 || (nowTick.map { $0 > lastClaimed } ?? false) { release.append((shard, lease.token)) }
+            }
+            for (shard, _) in release { s.leases[shard] = nil }
+            return (fresh, s.claimingTick, abortNow, release)
+        }
+        if abortNow { abort() }
+        if !toRelease.isEmpty {
+            do {
+                try await client.release(connections.lease, worker: worker, reason: "shed", shards: toRelease)
+                logger.info("shed leases", metadata: ["shards": "\(toRelease.map(\.0))"])
+            } catch {
+                logger.warning("could not release shed leases; they expire after their TTL", metadata: ["error": "\(error)"])
+            }
+        }
+        if !newShards.isEmpty {
+            logger.debug("acquired leases", metadata: ["shards": "\(newShards)"])
+            await catchUp(newShards, throughTick: claimedUpTo)
+        }
+    }
+
+    /// Claims, for leases just acquired, the ticks the tick loop has already claimed without them.
+    func catchUp(_ shards: [Int], throughTick last: Int64) async {
+        guard let current = currentTick(), last >= 0 else { return }
+        var n = max(0, current)
+        while n <= last {
+            await claimAndFire(tick: n, shards: shards)
+            n += 1
+        }
+    }
+
+    // MARK: - Ticks
+
+    func tickLoop() async {
+        // Wait for the run to start (the lease loop learns start_ms from Redis).
+        while state.withLock({ $0.startMs == nil }) {
+            if Task.isCancelled || state.withLock({ !$0.runState.isLive }) { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        guard let now = currentTick() else { return }
+        var n = max(0, now)
+        let claimLead = min(tick / 2, .milliseconds(300))
+        while !Task.isCancelled {
+            let (stop, live) = state.withLock { ($0.stopTick, $0.runState.isLive) }
+            guard live, n < stop, n < curve.tickCount else { return }
+            guard let start = tickStart(n) else { return }
+            do { try await RunWorker.sleep(until: start - claimLead) } catch { return }
+            let shards = state.withLock { s -> [Int] in
+                s.claimingTick = n
+                return s.leases.filter { !$0.value.shedding && $0.value.validUntil > start }.keys.sorted()
+            }
+            if !shards.isEmpty { await claimAndFire(tick: n, shards: shards) }
+            if let current = currentTick(), current > n + 1 { n = current } else { n += 1 }
+        }
+    }
+
+    /// Claims tick `n` for `shards` and starts firing what was granted.
+    func claimAndFire(tick n: Int64, shards: [Int]) async {
+        let pairs = state.withLock { s in shards.compactMap { sh in s.leases[sh].map { (sh, $0.token) } } }
+        guard !pairs.isEmpty else { return }
+        var reply: ClaimReply?
+        for attempt in 0..<2 where reply == nil {
+            let sent = ContinuousClock.now
+            do {
+                let r = try await client.claim(connections.claim, worker: worker, tick: n, shards: pairs)
+                clock.observe(sent: sent, received: .now, serverMs: r.nowMs)
+                reply = r
+            } catch {
+                logger.warning("claim failed", metadata: ["tick": "\(n)", "attempt": "\(attempt)", "error": "\(error)"])
+            }
+        }
+        guard let reply else { return }
+        state.withLock { $0.stopTick = min($0.stopTick, reply.stopTick) }
+        guard reply.code == "ok" else {
+            logger.debug("claim refused", metadata: ["tick": "\(n)", "code": "\(reply.code)"])
+            return
+        }
+        let granted = Set(reply.statuses.filter { $0.value == .granted }.keys)
+        guard !granted.isEmpty else { return }
+        state.withLock { s in
+            for shard in granted {
+                if var lease = s.leases[shard] {
+                    lease.claimedThrough = max(lease.claimedThrough, n)
+                    s.leases[shard] = lease
+                }
+            }
+        }
+        let task: Task<Void, Never>
+        if definition.model == .arrivalRate {
+            task = Task { await fireIterations(tick: n, shards: granted, range: reply.first..<reply.end) }
+        } else {
+            task = Task { await fireVUs(tick: n, shards: granted, vus: reply.first) }
+        }
+        state.withLock { s in
+            let id = s.nextFireID
+            s.nextFireID += 1
+            s.fires[id] = task
+            Task { await task.value; _ = state.withLock { $0.fires.removeValue(forKey: id) } }
+        }
+    }
+
+    // MARK: - Arrival rate
+
+    func body(forVU vu: Int64) async throws -> IterationBody {
+        let task = bodies.withLock { all in
+            if let t = all[vu] { return t }
+            let context = VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http)
+            let t = Task { try await scenario.setup(context) }
+            all[vu] = t
+            return t
+        }
+        return try await task.value
+    }
+
+    func fireIterations(tick n: Int64, shards: Set<Int>, range: Range<Int64>) async {
+        guard let start = state.withLock({ $0.startMs }), let end = tickEnd(n) else { return }
+        let S = Int64(definition.shards)
+        let startMs = Double(start)
+        await withDiscardingTaskGroup { group in
+            var dropped: [Int64: Int64] = [:]  // second → count
+            var g = range.lowerBound
+            while g < range.upperBound {
+                defer { g += 1 }
+                let shard = Int(g % S)
+                guard shards.contains(shard) else { continue }
+                let intendedMs = startMs + curve.intendedStartMs(ofIteration: g, inTick: n)
+                let second = Int64(intendedMs / 1000)
+                guard let at = clock.instant(forServerMs: intendedMs) else { dropped[second, default: 0] += 1; continue }
+                if at > .now + .microseconds(500) {
+                    do { try await RunWorker.sleep(until: at) } catch {}
+                }
+                let now = ContinuousClock.now
+                let verdict = state.withLock { s -> Bool in
+                    guard !s.aborted, !Task.isCancelled, n < s.stopTick, !(s.leaving && n > s.leaveTick), now < end,
+                          let lease = s.leases[shard], lease.validUntil > now, s.inFlight < definition.maxInFlight
+                    else { return false }
+                    s.inFlight += 1
+                    return true
+                }
+                guard verdict else { dropped[second, default: 0] += 1; continue }
+                metrics.add("started", second: second)
+                let vu = Int64(shard)
+                let iteration = g
+                group.addTask { [self] in
+                    var ok = true
+                    var errorClassName: String?
+                    do {
+                        let body = try await body(forVU: vu)
+                        try await body(IterationContext(vu: VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http), iteration: iteration))
+                    } catch {
+                        ok = false
+                        errorClassName = Task.isCancelled ? "aborted" : errorClass(of: error)
+                    }
+                    let doneAt = ContinuousClock.now
+                    let latency = at.duration(to: doneAt)
+                    metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: RunWorker.micros(latency))
+                    state.withLock { $0.inFlight -= 1 }
+                }
+            }
+            for (second, count) in dropped { metrics.add("dropped", count, second: second) }
+        }
+    }
+
+    static func micros(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return max(0, s * 1_000_000 + atto / 1_000_000_000_000)
+    }
+
+    // MARK: - VUs
+
+    func fireVUs(tick n: Int64, shards: Set<Int>, vus: Int64) async {
+        guard let begin = tickStart(n), let end = tickEnd(n) else { return }
+        let S = Int64(definition.shards)
+        let wanted = (0..<vus).filter { shards.contains(Int($0 % S)) }
+        // Extend the VUs that continue into this tick now, so none ends at the boundary.
+        state.withLock { s in
+            for j in wanted where s.vuTasks[j] != nil { s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end) }
+        }
+        do { try await RunWorker.sleep(until: begin) } catch {}
+        state.withLock { s in
+            guard !s.aborted, !(s.leaving && n > s.leaveTick), n < s.stopTick else { return }
+            for j in wanted {
+                s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end)
+                if s.vuTasks[j] == nil {
+                    s.vuTasks[j] = Task { await runVU(j) }
+                }
+            }
+        }
+    }
+
+    func runVU(_ j: Int64) async {
+        defer { _ = state.withLock { $0.vuTasks.removeValue(forKey: j) } }
+        let shard = Int(j % Int64(definition.shards))
+        let context = VUContext(run: run, worker: worker, vu: j, params: definition.params, logger: logger, http: http)
+        let body: IterationBody
+        do {
+            body = try await scenario.setup(context)
+        } catch {
+            let second = Int64((clock.serverMs(at: .now) ?? 0) / 1000)
+            metrics.add("started", second: second)
+            metrics.finished(second: second, ok: false, errorClass: "setup", latencyUs: 0)
+            logger.warning("VU setup failed", metadata: ["vu": "\(j)", "error": "\(error)"])
+            return
+        }
+        var i: Int64 = 0
+        while !Task.isCancelled {
+            let began = ContinuousClock.now
+            let go = state.withLock { s -> Bool in
+                guard !s.aborted, let deadline = s.vuDeadlines[j], began < deadline, let lease = s.leases[shard], lease.validUntil > began else {
+                    s.vuDeadlines[j] = nil
+                    return false
+                }
+                return true
+            }
+            guard go else { return }
+            let second = Int64((clock.serverMs(at: began) ?? 0) / 1000)
+            metrics.add("started", second: second)
+            var ok = true
+            var cls: String?
+            do { try await body(IterationContext(vu: context, iteration: i)) } catch {
+                ok = false
+                cls = Task.isCancelled ? "aborted" : errorClass(of: error)
+            }
+            metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: RunWorker.micros(began.duration(to: .now)))
+            i += 1
+        }
+    }
+
+    // MARK: - Metrics
+
+    func flushLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            await flushNow(final: false)
+        }
+    }
+
+    /// Sends what was recorded, one flush per second of data; a failed flush is retried with
+    /// the same sequence number (flush.lua counts it once).
+    func flushNow(final: Bool) async {
+        let fresh = metrics.drain()
+        pendingFlushes.withLock { p in
+            for (second, fields) in fresh {
+                let seq = flushSeq.add(1, ordering: .relaxed).newValue
+                p.append((seq, second, fields))
+            }
+        }
+        let attempts = final ? 3 : 1
+        for attempt in 0..<attempts {
+            let batch = pendingFlushes.withLock { $0 }
+            if batch.isEmpty { return }
+            var sent = 0
+            for item in batch {
+                do {
+                    try await client.flush(connections.metrics, worker: worker, seq: item.seq, second: item.second, fields: item.fields)
+                    sent += 1
+                } catch {
+                    logger.warning("metrics flush failed; kept for the next one", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                    break
+                }
+            }
+            pendingFlushes.withLock { $0.removeFirst(sent) }
+            if final, sent < batch.count { try? await Task.sleep(for: .milliseconds(200)) }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import J4Redis
+import Logging
+import Synchronization
+
+/// A long-lived worker process' engine: finds active runs whose scenario this binary has,
+/// and takes part in each (leases, claims, load, metrics) until it ends or the worker leaves.
+public final class Worker: Sendable {
+    /// This worker's id: unique in the cluster (host or pod name plus a boot nonce).
+    public let id: String
+    let catalog: ScenarioCatalog
+    let connections: WorkerConnections
+    let http: HTTPClient
+    let logger: Logger
+    let discoveryInterval: Duration
+    struct State {
+        var runs: [String: (RunWorker, Task<Void, Never>)] = [:]
+        var ignored: Set<String> = []
+        var leaving = false
+        var discovery: Task<Void, Never>?
+    }
+    let state = Mutex(State())
+
+    /// A worker with its own connections to `endpoint`.
+    public init(id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .milliseconds(500)) {
+        self.id = id
+        self.catalog = catalog
+        self.connections = WorkerConnections(endpoint: endpoint, worker: id)
+        self.http = http
+        var l = logger
+        l[metadataKey: "worker"] = "\(id)"
+        self.logger = l
+        self.discoveryInterval = discoveryInterval
+    }
+
+    /// A worker id from the host name (the pod name in Kubernetes) and a boot nonce.
+    public static func defaultID() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
+        return "\(host)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    }
+
+    /// Runs until ``leave()``: discovers runs, takes part in each, and on leaving hands every
+    /// lease back and flushes before returning.
+    public func run() async {
+        let discovery = Task { await discoveryLoop() }
+        let leavingAlready = state.withLock { s in
+            s.discovery = discovery
+            return s.leaving
+        }
+        if leavingAlready { discovery.cancel() }
+        await discovery.value
+        // Leaving: every run hands off gracefully.
+        let runs = state.withLock { s in Array(s.runs.values) }
+        for (rw, _) in runs { rw.leave() }
+        for (_, task) in runs { await task.value }
+        await connections.lease.close()
+        await connections.claim.close()
+        await connections.metrics.close()
+        await connections.control.close()
+    }
+
+    /// Graceful shutdown (SIGTERM): stop claiming, finish the current tick, release, flush.
+    public func leave() {
+        let discovery = state.withLock { s in
+            s.leaving = true
+            return s.discovery
+        }
+        discovery?.cancel()
+    }
+
+    func discoveryLoop() async {
+        while !Task.isCancelled {
+            do {
+                let ids = try await RunStore.activeRuns(on: connections.control)
+                for run in ids where state.withLock({ $0.runs[run] == nil && !$0.ignored.contains(run) }) {
+                    await join(run)
+                }
+            } catch {
+                logger.warning("cannot list active runs", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: discoveryInterval)
+        }
+    }
+
+    func join(_ run: String) async {
+        let info: RunInfo
+        do {
+            guard let i = try await RunStore.info(run, on: connections.control) else {
+                state.withLock { _ = $0.ignored.insert(run) }
+                return
+            }
+            info = i
+        } catch let e as CorruptRunError {
+            logger.error("skipping a run whose data cannot be used", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
+            state.withLock { _ = $0.ignored.insert(run) }
+            return
+        } catch {
+            logger.warning("cannot read run", metadata: ["run": "\(run)", "error": "\(error)"])
+            return
+        }
+        guard info.state.isLive else {
+            state.withLock { _ = $0.ignored.insert(run) }
+            return
+        }
+        guard let scenario = catalog[info.definition.scenario] else {
+            logger.warning("skipping a run whose scenario this binary does not have", metadata: ["run": "\(run)", "scenario": "\(info.definition.scenario)"])
+            state.withLock { _ = $0.ignored.insert(run) }
+            return
+        }
+        let rw = RunWorker(info: info, worker: id, scenario: scenario, connections: connections, http: http, logger: logger)
+        logger.info("joining run", metadata: ["run": "\(run)", "scenario": "\(scenario.name)", "model": "\(info.definition.model.rawValue)"])
+        state.withLock { s in
+            let task = Task {
+                await rw.execute()
+                self.state.withLock { s in
+                    s.runs[run] = nil
+                    s.ignored.insert(run)
+                }
+            }
+            s.runs[run] = (rw, task)
+        }
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// How `j4 sink` answers.
+public struct SinkOptions: Sendable {
+    /// Address to bind (default 127.0.0.1).
+    public var host = "127.0.0.1"
+    /// Port to bind; 0 picks a free one.
+    public var port = 8080
+    /// Added to every response.
+    public var latency: Duration = .zero
+    /// Up to this much more or less latency, uniformly.
+    public var jitter: Duration = .zero
+    /// Share of load requests answered with 500 (0...1).
+    public var errorRate = 0.0
+    /// Every `every`, for the last `duration` of it, all requests wait until the stall ends.
+    public var stall: (every: Duration, duration: Duration)?
+
+    /// Defaults: 127.0.0.1:8080, no latency, no errors, no stall.
+    public init() {}
+}
+
+/// What the sink has counted, as served by `GET /__sink/stats`.
+public struct SinkStats: Sendable, Codable, Equatable {
+    /// One second's count.
+    public struct Second: Sendable, Codable, Equatable {
+        /// Unix second.
+        public var t: Int64
+        /// Requests that arrived in it.
+        public var n: Int64
+    }
+    /// Load requests received (not counting `/__sink/...`).
+    public var requests: Int64
+    /// Most load requests in flight at once.
+    public var in_flight_max: Int64
+    /// Load requests in flight now.
+    public var in_flight: Int64
+    /// Responses answered with an injected 500.
+    public var errors: Int64
+    /// By the `x-j4-worker` header (`-` when absent).
+    public var by_worker: [String: Int64]
+    /// By the `x-j4-run` header (`-` when absent).
+    public var by_run: [String: Int64]
+    /// By arrival second, ascending.
+    public var by_second: [Second]
+}
+
+/// A small calibration HTTP/1.1 server: the target for demos, tests and benchmarks.
+///
+/// Every request other than `/__sink/...` is counted when its head arrives, then answered
+/// after the configured latency (and any stall) with `200 ok`, or `500` at the error rate.
+public final class Sink: Sendable {
+    struct Counters {
+        var requests: Int64 = 0
+        var inFlight: Int64 = 0
+        var inFlightMax: Int64 = 0
+        var errors: Int64 = 0
+        var byWorker: [String: Int64] = [:]
+        var byRun: [String: Int64] = [:]
+        var bySecond: [Int64: Int64] = [:]
+    }
+    let counters = Mutex(Counters())
+    let options: SinkOptions
+    let startedAt = ContinuousClock.now
+    let channel: any Channel
+    /// The bound port.
+    public let port: Int
+
+    private init(options: SinkOptions, channel: any Channel) {
+        self.options = options
+        self.channel = channel
+        self.port = channel.localAddress?.port ?? options.port
+    }
+
+    /// Binds and starts serving.
+    public static func start(_ options: SinkOptions) async throws -> Sink {
+        let box = Mutex<Sink?>(nil)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true).flatMap {
+                    channel.pipeline.addHandler(SinkHandler(sink: { box.withLock { $0 } }))
+                }
+            }
+        let channel = try await bootstrap.bind(host: options.host, port: options.port).get()
+        let sink = Sink(options: options, channel: channel)
+        box.withLock { $0 = sink }
+        return sink
+    }
+
+    /// Stops listening.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Waits until the listening channel closes.
+    public func wait() async {
+        try? await channel.closeFuture.get()
+    }
+
+    /// The counts so far.
+    public func stats() -> SinkStats {
+        counters.withLock { c in
+            SinkStats(
+                requests: c.requests, in_flight_max: c.inFlightMax, in_flight: c.inFlight, errors: c.errors,
+                by_worker: c.byWorker, by_run: c.byRun,
+                by_second: c.bySecond.keys.sorted().map { SinkStats.Second(t: $0, n: c.bySecond[$0]!) })
+        }
+    }
+
+    /// Forgets every count.
+    public func reset() {
+        counters.withLock { c in
+            let inFlight = c.inFlight
+            c = Counters()
+            c.inFlight = inFlight
+        }
+    }
+
+    func arrived(worker: String?, run: String?) {
+        let second = Int64(Date().timeIntervalSince1970)
+        counters.withLock { c in
+            c.requests += 1
+            c.inFlight += 1
+            c.inFlightMax = max(c.inFlightMax, c.inFlight)
+            c.byWorker[worker ?? "-", default: 0] += 1
+            c.byRun[run ?? "-", default: 0] += 1
+            c.bySecond[second, default: 0] += 1
+        }
+    }
+
+    func answered(error: Bool) {
+        counters.withLock { c in
+            c.inFlight -= 1
+            if error { c.errors += 1 }
+        }
+    }
+
+    /// How long to wait before answering a request that arrives now.
+    func delay() -> TimeAmount {
+        var d = options.latency
+        if options.jitter > .zero {
+            let j = Double(options.jitter.components.attoseconds) / 1e9 + Double(options.jitter.components.seconds) * 1e9
+            d += .nanoseconds(Int64(j * Double.random(in: -1...1)))
+        }
+        if let stall = options.stall, stall.every > .zero {
+            let elapsed = startedAt.duration(to: .now)
+            let phase = elapsed - stall.every * Int(elapsed / stall.every)
+            let stallStart = stall.every - stall.duration
+            if phase >= stallStart { d += stall.every - phase }
+        }
+        let (s, atto) = d.components
+        return .nanoseconds(max(0, s * 1_000_000_000 + atto / 1_000_000_000))
+    }
+}
+
+final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let sink: @Sendable () -> Sink?
+    var head: HTTPRequestHead?
+
+    init(sink: @escaping @Sendable () -> Sink?) { self.sink = sink }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            if !h.uri.hasPrefix("/__sink/") {
+                sink()?.arrived(worker: h.headers.first(name: "x-j4-worker"), run: h.headers.first(name: "x-j4-run"))
+            }
+        case .body:
+            break
+        case .end:
+            guard let h = head, let sink = sink() else { return }
+            head = nil
+            let keepAlive = h.isKeepAlive
+            if h.uri.hasPrefix("/__sink/") {
+                control(context: context, head: h, sink: sink, keepAlive: keepAlive)
+                return
+            }
+            let fail = sink.options.errorRate > 0 && Double.random(in: 0..<1) < sink.options.errorRate
+            let delay = sink.delay()
+            let respond = { [self] in
+                sink.answered(error: fail)
+                write(context: context, status: fail ? .internalServerError : .ok, body: fail ? "injected error\n" : "ok\n", contentType: "text/plain", keepAlive: keepAlive)
+            }
+            if delay == .zero {
+                respond()
+            } else {
+                let loopBound = NIOLoopBound(respond, eventLoop: context.eventLoop)
+                context.eventLoop.scheduleTask(in: delay) { loopBound.value() }
+            }
+        }
+    }
+
+    func control(context: ChannelHandlerContext, head: HTTPRequestHead, sink: Sink, keepAlive: Bool) {
+        switch (head.method, head.uri.split(separator: "?").first.map(String.init) ?? head.uri) {
+        case (.GET, "/__sink/stats"):
+            let e = JSONEncoder()
+            e.outputFormatting = [.sortedKeys]
+            let body = (try? e.encode(sink.stats())).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            write(context: context, status: .ok, body: body + "\n", contentType: "application/json", keepAlive: keepAlive)
+        case (.POST, "/__sink/reset"):
+            sink.reset()
+            write(context: context, status: .ok, body: "{\"reset\":true}\n", contentType: "application/json", keepAlive: keepAlive)
+        default:
+            write(context: context, status: .notFound, body: "{\"error\":\"GET /__sink/stats or POST /__sink/reset\"}\n", contentType: "application/json", keepAlive: keepAlive)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String, contentType: String, keepAlive: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(body.utf8.count))
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import J4
+
+await J4CLI.main()

@@ -1,0 +1,74 @@
+-- acquire.lua: a worker's heartbeat; renews the leases it holds (token-checked, never
+-- reviving an expired one) and, when asked, takes free or expired shards up to its fair
+-- share cap = ceil(S / live workers). Every grant gets a fresh token (counter-nonce).
+--
+-- KEYS[1] ctl: j4:{r:ID}:ctl
+-- KEYS[2] leases: j4:{r:ID}:leases (shard -> expiry ms)
+-- KEYS[3] owners: j4:{r:ID}:owners (shard -> worker|token)
+-- KEYS[4] workers: j4:{r:ID}:workers (worker -> last heartbeat ms)
+-- KEYS[5] events: j4:{r:ID}:events
+-- ARGV[1] worker: the caller's worker id
+-- ARGV[2] nonce: random text from the caller, part of new tokens
+-- ARGV[3] take: 1 to take shards up to the fair share, 0 to only renew
+-- ARGV[4...] shard, token: the leases the caller believes it holds
+-- Reply: {now_ms, state, gen, start_ms (-1 before start), stop_tick, cap, live_workers,
+--         held_count, shard, token, expiry_ms, ... , lost_count, shard, ...}
+-- Errors: J4_NO_RUN (no such run)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local c = redis.call('HMGET', KEYS[1], 'state', 'shards', 'ttl_ms', 'stop_tick', 'gen', 'start_ms')
+if not c[1] then return redis.error_reply('J4_NO_RUN') end
+local state, shards, ttl = c[1], tonumber(c[2]), tonumber(c[3])
+local live_state = (state == 'pending' or state == 'running')
+local worker = ARGV[1]
+
+if live_state then redis.call('ZADD', KEYS[4], now, worker) end
+local live = redis.call('ZCOUNT', KEYS[4], now - ttl, '+inf')
+if live < 1 then live = 1 end
+local cap = math.ceil(shards / live)
+
+local held, lost = {}, {}
+for i = 4, #ARGV, 2 do
+  local shard, token = ARGV[i], ARGV[i + 1]
+  local owner = redis.call('HGET', KEYS[3], shard)
+  local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
+  if live_state and owner == worker .. '|' .. token and expiry > now then
+    redis.call('ZADD', KEYS[2], 'XX', now + ttl, shard)
+    held[#held + 1] = {shard, token}
+  else
+    lost[#lost + 1] = shard
+  end
+end
+
+if live_state and ARGV[3] == '1' and #held < cap then
+  local free = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, cap - #held)
+  for _, shard in ipairs(free) do
+    local previous = redis.call('HGET', KEYS[3], shard)
+    local token = redis.call('HINCRBY', KEYS[1], 'lease_seq', 1) .. '-' .. ARGV[2]
+    redis.call('HSET', KEYS[3], shard, worker .. '|' .. token)
+    redis.call('ZADD', KEYS[2], now + ttl, shard)
+    held[#held + 1] = {shard, token}
+    if previous then
+      local from = string.match(previous, '^(.*)|') or previous
+      if from ~= worker then
+        redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'type', 'takeover', 'at', now,
+          'worker', worker, 'shard', shard, 'from', from)
+      end
+    end
+  end
+  if #free > 0 then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'type', 'acquired', 'at', now,
+      'worker', worker, 'count', #free)
+  end
+end
+
+local reply = {now, state, tonumber(c[5]), tonumber(c[6] or '-1'), tonumber(c[4]), cap, live, #held}
+for _, h in ipairs(held) do
+  reply[#reply + 1] = tonumber(h[1])
+  reply[#reply + 1] = h[2]
+  reply[#reply + 1] = now + ttl
+end
+reply[#reply + 1] = #lost
+for _, s in ipairs(lost) do reply[#reply + 1] = tonumber(s) end
+return reply

@@ -1,0 +1,74 @@
+-- claim.lua: claims tick n's quota for shards the caller holds. The fence: the caller's
+-- token must still own the shard and its lease must not have expired. Then HSETNX grants
+-- each (tick, shard) exactly once; a retry with the same token gets the same answer, any
+-- other token is refused. Only the current and the next tick can be claimed, and never a
+-- tick at or past stop_tick. For arrival-rate runs the iterations granted are added to
+-- ctl.granted, so that what is granted for a tick never exceeds its target.
+--
+-- KEYS[1] ctl: j4:{r:ID}:ctl
+-- KEYS[2] leases: j4:{r:ID}:leases
+-- KEYS[3] owners: j4:{r:ID}:owners
+-- KEYS[4] plan: j4:{r:ID}:plan (tick -> F(n) or V(n))
+-- KEYS[5] claims: j4:{r:ID}:claims:<tick> (shard -> token)
+-- ARGV[1] worker: the caller's worker id
+-- ARGV[2] tick: the tick n to claim
+-- ARGV[3...] shard, token: the leases to claim with
+-- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, ...}
+--   code: ok | not_running | not_started | past | early | stopped | no_plan
+--   a, b: F(n), F(n+1) for arrival-rate; V(n), V(n) for vus (0, 0 unless ok)
+--   status per shard: granted | fenced (lease not the caller's) | taken (granted to another)
+-- Errors: J4_NO_RUN (no such run)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'model', 'shards')
+if not c[1] then return redis.error_reply('J4_NO_RUN') end
+local state, stop_tick = c[1], tonumber(c[4])
+local n = tonumber(ARGV[2])
+local function answer(code) return {now, code, 0, 0, stop_tick, 0} end
+
+if state ~= 'running' and state ~= 'stopping' then return answer('not_running') end
+if not c[2] then return answer('not_started') end
+local start, tick = tonumber(c[2]), tonumber(c[3])
+local now_tick = math.floor((now - start) / tick)
+if n < now_tick then return answer('past') end
+if n > now_tick + 1 then return answer('early') end
+if n >= stop_tick then return answer('stopped') end
+
+local arrival = (c[5] == 'arrival-rate')
+local a = redis.call('HGET', KEYS[4], n)
+local b = arrival and redis.call('HGET', KEYS[4], n + 1) or a
+if not a or not b then return answer('no_plan') end
+a, b = tonumber(a), tonumber(b)
+
+local shards = tonumber(c[6])
+local worker = ARGV[1]
+local reply = {now, 'ok', a, b, stop_tick, 0}
+local newly = 0
+for i = 3, #ARGV, 2 do
+  local shard, token = ARGV[i], ARGV[i + 1]
+  local status
+  local owner = redis.call('HGET', KEYS[3], shard)
+  local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
+  if owner ~= worker .. '|' .. token or expiry <= now then
+    status = 'fenced'
+  elseif redis.call('HSETNX', KEYS[5], shard, token) == 1 then
+    status = 'granted'
+    if arrival then
+      -- iterations g in [a, b) with g = shard (mod S)
+      local s = tonumber(shard)
+      local first = a + ((s - a) % shards)
+      if first < b then newly = newly + math.floor((b - 1 - first) / shards) + 1 end
+    end
+  elseif redis.call('HGET', KEYS[5], shard) == token then
+    status = 'granted'
+  else
+    status = 'taken'
+  end
+  reply[6] = reply[6] + 1
+  reply[#reply + 1] = tonumber(shard)
+  reply[#reply + 1] = status
+end
+if newly > 0 then redis.call('HINCRBY', KEYS[1], 'granted', newly) end
+redis.call('PEXPIREAT', KEYS[5], start + (n + 2) * tick + 60000)
+return reply

@@ -1,0 +1,43 @@
+-- stop.lua: ends a run.
+--   mode "stop" (a person's `j4 stop`): no tick from the next boundary on is granted; the
+--   run is "stopping" until its last granted tick is over, then the supervisor finishes it.
+--   mode "finish" (the supervisor, once the run's time is over): running -> finished,
+--   stopping -> stopped.
+--
+-- KEYS[1] ctl: j4:{r:ID}:ctl
+-- KEYS[2] events: j4:{r:ID}:events
+-- ARGV[1] mode: stop | finish
+-- ARGV[2] who: who asked (worker, supervisor or user id), for the event
+-- Reply: {state, stop_tick}
+-- Errors: J4_NO_RUN (no such run)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick')
+if not c[1] then return redis.error_reply('J4_NO_RUN') end
+local state, stop_tick = c[1], tonumber(c[4])
+
+if ARGV[1] == 'stop' then
+  if state == 'pending' then
+    state, stop_tick = 'stopped', 0
+    redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', 0, 'finished_ms', now)
+  elseif state == 'running' then
+    local now_tick = math.floor((now - tonumber(c[2])) / tonumber(c[3]))
+    if now_tick + 1 < stop_tick then stop_tick = math.max(0, now_tick + 1) end
+    state = 'stopping'
+    redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', stop_tick)
+  else
+    return {state, stop_tick}
+  end
+  redis.call('HINCRBY', KEYS[1], 'gen', 1)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'type', 'stop', 'at', now, 'by', ARGV[2], 'stop_tick', stop_tick)
+  return {state, stop_tick}
+end
+
+if state == 'running' then state = 'finished'
+elseif state == 'stopping' then state = 'stopped'
+else return {state, stop_tick} end
+redis.call('HSET', KEYS[1], 'state', state, 'finished_ms', now)
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'type', state, 'at', now, 'by', ARGV[2])
+return {state, stop_tick}
