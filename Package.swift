@@ -87,7 +87,10 @@ let package = Package(
         // Test support: real redis-server processes, free ports, child processes.
         .target(
             name: "J4TestSupport",
-            dependencies: ["J4Redis", "J4Core"],
+            dependencies: [
+                "J4Redis", "J4Core", "J4Runtime", "J4Sink",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: settings
         ),
         .testTarget(name: "J4CoreTests", dependencies: ["J4Core"], swiftSettings: settings),

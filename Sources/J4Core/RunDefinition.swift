@@ -32,6 +32,14 @@ public struct RunDefinition: Sendable, Equatable {
         public var curve: CurveShape
         /// The step length for `step` and `exponential`, in milliseconds.
         public var everyMs: Int64
+
+        /// A stage; ``RunDefinition/parse(_:)`` is what checks it.
+        public init(durationMs: Int64, targetMilli: Int64, curve: CurveShape, everyMs: Int64) {
+            self.durationMs = durationMs
+            self.targetMilli = targetMilli
+            self.curve = curve
+            self.everyMs = everyMs
+        }
     }
 
     /// A name for people; the safe alphabet `[a-z0-9._-]`.

@@ -42,8 +42,13 @@ public final class RedisConnection: @unchecked Sendable {
     private var scriptHashes: [String: String] = [:]
     private var connects = 0
 
+    /// hiredis writes with plain `write(2)`: a write to a connection the server closed raises
+    /// SIGPIPE, which would end the process. The failed write is reported as an error anyway.
+    private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     /// A connection that opens on its first call.
     public init(endpoint: RedisEndpoint, options: RedisConnectionOptions, logger: Logger = Logger(label: "j4.redis")) {
+        RedisConnection.ignoreSIGPIPE
         self.endpoint = endpoint
         self.options = options
         self.logger = logger

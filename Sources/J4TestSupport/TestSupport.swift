@@ -1,0 +1,112 @@
+import AsyncHTTPClient
+import Foundation
+import J4Redis
+import J4Runtime
+import J4Sink
+import NIOCore
+
+/// The `j4` executable built next to the tests (`swift build --build-tests` builds it).
+public enum J4Binary {
+    /// Its path: `$J4_BIN`, or `j4` beside the test bundle, or under `.build/debug`.
+    public static let path: String = {
+        if let p = ProcessInfo.processInfo.environment["J4_BIN"] { return p }
+        let fm = FileManager.default
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("j4").path
+            if fm.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return here.appendingPathComponent(".build/debug/j4").path
+    }()
+
+    /// Starts `j4 ARGS…`; its output is drained and kept.
+    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        return try ChildProcess(path, arguments, environment: env)
+    }
+
+    /// Runs `j4 ARGS…` to the end; its exit code and output.
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (code: Int32, output: String) {
+        let child = try start(arguments, environment: environment)
+        let code = await child.wait()
+        // The drain thread may still be reading the last bytes: wait for the pipe to close.
+        _ = await child.output.wait(timeout: .seconds(5)) { _ in false }
+        return (code, child.output.all)
+    }
+}
+
+/// A `j4 sink` child process on a free port.
+public final class SinkProcess: Sendable {
+    /// The child.
+    public let child: ChildProcess
+    /// Its port on 127.0.0.1.
+    public let port: Int
+
+    /// Starts `j4 sink --port 0 EXTRA…` and waits for its "listening" line.
+    public static func start(_ extra: [String] = []) async throws -> SinkProcess {
+        let child = try J4Binary.start(["sink", "--port", "0"] + extra)
+        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http://") }),
+              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(text[range].split(separator: ":").last ?? "")
+        else {
+            child.send(SIGKILL)
+            throw TestSupportError(description: "j4 sink did not start: \(child.output.tail())")
+        }
+        return SinkProcess(child: child, port: port)
+    }
+
+    init(child: ChildProcess, port: Int) {
+        self.child = child
+        self.port = port
+    }
+
+    /// The load URL.
+    public var url: String { "http://127.0.0.1:\(port)/" }
+
+    /// `GET /__sink/stats`.
+    public func stats() async throws -> SinkStats {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/__sink/stats"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 22)
+        return try JSONDecoder().decode(SinkStats.self, from: Data(buffer: body))
+    }
+
+    /// Stops the sink.
+    public func stop() async {
+        child.send(SIGTERM)
+        _ = await child.wait()
+    }
+}
+
+extension Data {
+    init(buffer: ByteBuffer) {
+        self = Data(buffer.readableBytesView)
+    }
+}
+
+extension EmbeddedRedis {
+    /// A connection for a test.
+    public func connect(_ name: String = "j4-test") -> RedisConnection {
+        RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: name))
+    }
+
+    /// The URL to hand to `j4 --redis`.
+    public var url: String { "unix://\(socketPath)" }
+}
+
+/// Writes `text` to a new temporary file and returns its path.
+public func temporaryFile(_ text: String, suffix: String = ".yaml") throws -> String {
+    let path = NSTemporaryDirectory() + "j4-test-\(UUID().uuidString)\(suffix)"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// A test fixture could not be set up.
+public struct TestSupportError: Error, CustomStringConvertible {
+    /// What went wrong.
+    public var description: String
+    /// An error saying `description`.
+    public init(description: String) { self.description = description }
+}

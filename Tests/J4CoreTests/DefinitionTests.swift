@@ -1,0 +1,91 @@
+import Foundation
+import J4Core
+import Testing
+
+/// The malformed definitions in Tests/Fixtures/invalid and the field each error must name.
+enum InvalidFixtures {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/invalid")
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        var file: String
+        var field: String
+        var layer: String
+        var testDescription: String { file }
+    }
+
+    static var all: [Case] {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("expectations.txt"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+            let p = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            return p.count == 3 ? Case(file: p[0], field: p[1], layer: p[2]) : nil
+        }
+    }
+}
+
+@Suite("Run definitions")
+struct DefinitionTests {
+    @Test("the fixture folder and its expectations agree")
+    func fixturesListed() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: InvalidFixtures.directory.path).filter { $0 != "expectations.txt" }.sorted()
+        #expect(files == InvalidFixtures.all.map(\.file).sorted())
+        #expect(files.count >= 15)
+    }
+
+    @Test("every malformed definition is refused, naming its field", arguments: InvalidFixtures.all.filter { $0.layer == "core" })
+    func refused(_ c: InvalidFixtures.Case) throws {
+        let text = try String(contentsOf: InvalidFixtures.directory.appendingPathComponent(c.file), encoding: .utf8)
+        let error = #expect(throws: DefinitionError.self) {
+            try RunDefinition.parse(text: text, format: c.file.hasSuffix(".json") ? .json : .yaml)
+        }
+        #expect(error?.problems.contains { $0.field == c.field } == true, "problems: \(error?.problems ?? [])")
+        #expect(error?.description.contains(c.field) == true)
+    }
+
+    @Test("every problem is listed, not just the first")
+    func allProblems() {
+        let error = #expect(throws: DefinitionError.self) {
+            try RunDefinition.parse(text: "name: Bad Name\nmodel: nope\ntick: 1ms\nstages: [{duration: x, target: -1}]\n", format: .yaml)
+        }
+        let fields = Set(error?.problems.map(\.field) ?? [])
+        #expect(fields == ["name", "scenario", "model", "tick", "stages[0].duration", "stages[0].target"])
+        // Each names the value typed and what is accepted.
+        let tick = error?.problems.first { $0.field == "tick" }
+        #expect(tick?.value == "\"1ms\"")
+        #expect(tick?.expected.contains("100ms") == true)
+    }
+
+    @Test("defaults, and YAML and JSON read the same")
+    func defaults() throws {
+        let yaml = try RunDefinition.parse(text: "name: a\nscenario: http\nmodel: arrival-rate\nstages:\n  - { duration: 1m, target: 5 }\n", format: .yaml)
+        let json = try RunDefinition.parse(text: #"{"name":"a","scenario":"http","model":"arrival-rate","stages":[{"duration":"1m","target":5}]}"#, format: .json)
+        #expect(yaml == json)
+        #expect(yaml.tickMs == 1000 && yaml.shards == 64 && yaml.leaseTTLMs == 3000 && yaml.maxInFlight == 1000 && yaml.startMilli == 0)
+        #expect(yaml.stages == [RunDefinition.Stage(durationMs: 60_000, targetMilli: 5000, curve: .linear, everyMs: 1000)])
+    }
+
+    @Test("the canonical form reads back as the same definition")
+    func roundTrip() throws {
+        let text = """
+        name: chat-send
+        scenario: chat
+        model: arrival-rate
+        start: 0.5
+        stages:
+          - { duration: 60s, target: 500 }
+          - { duration: 5m, target: 500, curve: step, every: 30s }
+          - { duration: 30s, target: 10, curve: exponential }
+        tick: 250ms
+        shards: 7
+        leaseTTL: 5s
+        maxInFlight: 2000
+        thresholds: ["p99(send) < 250ms", "errors < 1%"]
+        params: { room: "load-test", n: 3, nested: { ok: true, list: [1, 2.5, "x"] } }
+        """
+        let d = try RunDefinition.parse(text: text, format: .yaml)
+        let back = try RunDefinition.parse(text: d.canonical.canonicalJSON, format: .json)
+        #expect(back == d)
+        #expect(d.canonical.canonicalJSON == back.canonical.canonicalJSON)
+        #expect(d.params["nested"]?["list"] == .array([.int(1), .double(2.5), .string("x")]))
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import J4Redis
+import Testing
+
+@Suite("Redis URLs")
+struct EndpointTests {
+    @Test("URLs people write", arguments: [
+        ("redis://127.0.0.1:6379", RedisEndpoint(address: .tcp(host: "127.0.0.1", port: 6379))),
+        ("redis://localhost", RedisEndpoint(address: .tcp(host: "localhost", port: 6379))),
+        ("redis://:s3cret@10.0.0.1:7000/2", RedisEndpoint(address: .tcp(host: "10.0.0.1", port: 7000), password: "s3cret", database: 2)),
+        ("redis://j4worker:p%40ss@redis:6379", RedisEndpoint(address: .tcp(host: "redis", port: 6379), user: "j4worker", password: "p@ss")),
+        ("redis://[::1]:6380", RedisEndpoint(address: .tcp(host: "::1", port: 6380))),
+        ("unix:///tmp/redis.sock", RedisEndpoint(address: .unix(path: "/tmp/redis.sock"))),
+        ("unix:///tmp/redis.sock?db=3", RedisEndpoint(address: .unix(path: "/tmp/redis.sock"), database: 3)),
+    ])
+    func parses(url: String, expected: RedisEndpoint) throws {
+        #expect(try RedisEndpoint(url: url) == expected)
+    }
+
+    @Test("bad URLs say what is expected", arguments: ["http://x:1", "redis://host:99999", "redis://:6379", "unix://relative.sock", "redis://h:1/x"])
+    func refuses(url: String) {
+        let error = #expect(throws: RedisError.self) { try RedisEndpoint(url: url) }
+        #expect("\(error!)".contains("expected redis://"))
+    }
+
+    @Test("a password is never printed")
+    func redaction() throws {
+        let e = try RedisEndpoint(url: "redis://user:hunter2@h:1")
+        #expect(!e.description.contains("hunter2"))
+        #expect(e.description == "redis://user:***@h:1")
+        #expect(!RedisEndpoint.redact("redis://u:hunter2@h:99999").contains("hunter2"))
+        let error = #expect(throws: RedisError.self) { try RedisEndpoint(url: "redis://u:hunter2@h:99999") }
+        #expect(!"\(error!)".contains("hunter2"))
+    }
+}
+
+@Suite("Lua script contracts")
+struct ScriptContractTests {
+    static let luaDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("lua")
+
+    /// Reads `-- KEYS[i] name:` and `-- ARGV[i] name:` / `-- ARGV[i...] a, b:` from a header.
+    static func header(_ text: String) -> (keys: [String], args: [String], repeating: [String]) {
+        var keys: [String] = [], args: [String] = [], repeating: [String] = []
+        for line in text.split(separator: "\n") where line.hasPrefix("-- KEYS[") || line.hasPrefix("-- ARGV[") {
+            guard let close = line.firstIndex(of: "]"), let colon = line.firstIndex(of: ":") else { continue }
+            let index = line[line.index(line.startIndex, offsetBy: 8)..<close]
+            let names = line[line.index(after: close)..<colon].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            if line.hasPrefix("-- KEYS[") {
+                #expect(Int(index) == keys.count + 1, "KEYS out of order: \(line)")
+                keys.append(names[0])
+            } else if index.hasSuffix("...") {
+                #expect(Int(index.dropLast(3)) == args.count + 1, "ARGV out of order: \(line)")
+                repeating = names
+            } else {
+                #expect(Int(index) == args.count + 1, "ARGV out of order: \(line)")
+                args.append(names[0])
+            }
+        }
+        return (keys, args, repeating)
+    }
+
+    @Test("each descriptor matches its script's header", arguments: Scripts.all.map(\.name))
+    func headerMatches(name: String) throws {
+        let script = Scripts.all.first { $0.name == name }!
+        let text = try String(contentsOf: Self.luaDirectory.appendingPathComponent("\(name).lua"), encoding: .utf8)
+        let h = Self.header(text)
+        #expect(h.keys == script.keys)
+        #expect(h.args == script.args)
+        #expect(h.repeating == script.repeating)
+        // The embedded text is the file's text.
+        #expect(script.source.trimmingCharacters(in: .whitespacesAndNewlines) == text.trimmingCharacters(in: .whitespacesAndNewlines))
+        // The body uses no key beyond the header's.
+        let used = text.matches(of: /KEYS\[(\d+)\]/).compactMap { Int($0.1) }
+        #expect((used.max() ?? 0) <= script.keys.count)
+        for word in ["Reply:", "Errors:"] { #expect(text.contains("-- \(word)"), "\(name).lua has no \(word) line") }
+    }
+
+    @Test("every script in lua/ has a descriptor")
+    func allDescribed() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.luaDirectory.path).filter { $0.hasSuffix(".lua") }.map { String($0.dropLast(4)) }
+        #expect(Set(files) == Set(Scripts.all.map(\.name)))
+    }
+
+    @Test("a call with the wrong key or argument count is refused before it is sent")
+    func counts() {
+        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 4, argCount: 2) }
+        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 5, argCount: 3) }
+        #expect(throws: Never.self) { try Scripts.claim.check(keyCount: 5, argCount: 6) }
+    }
+}
