@@ -1,0 +1,237 @@
+import Foundation
+import J4Core
+import J4Redis
+import J4Runtime
+import J4TestSupport
+import Testing
+
+/// A run stored in a real Redis and started, ready for lease and claim calls.
+struct StartedRun {
+    let redis: EmbeddedRedis
+    let c: RedisConnection
+    let run: String
+    let client: RunClient
+    let curve: Curve
+    let startMs: Int64
+
+    /// 100/s for 60 s in 10 s ticks (long ticks, so "now" and "next" do not move under a test).
+    static func make(shards: Int = 8) async throws -> StartedRun {
+        let redis = try await EmbeddedRedis.start()
+        let c = redis.connect()
+        let d = try RunDefinition.parse(text: """
+            name: proto
+            scenario: http
+            model: arrival-rate
+            start: 100
+            stages: [{ duration: 60s, target: 100 }]
+            tick: 10s
+            shards: \(shards)
+            """, format: .yaml)
+        let run = try await RunStore.submit(d, on: c)
+        let client = RunClient(run: run)
+        let curve = Curve(d)
+        let values = (0...curve.tickCount).map { curve.planValue(tick: $0) }
+        let plan = try await client.plan(c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, from: 0, values: values)
+        return StartedRun(redis: redis, c: c, run: run, client: client, curve: curve, startMs: plan.startMs!)
+    }
+
+    /// The tick that can be claimed as "next" now.
+    func nextTick() async throws -> Int64 {
+        let t = try await c.send(["TIME"]).array!
+        let now = t[0].int! * 1000 + t[1].int! / 1000
+        return (now - startMs) / 10_000 + (now >= startMs ? 1 : 0)
+    }
+
+    func ctl(_ field: String) async throws -> String? {
+        try await c.send(["HGET", client.keys.ctl, field]).string
+    }
+}
+
+@Suite("Lease and claim protocol (Lua on a real redis-server)")
+struct ProtocolTests {
+    @Test("one grant per (tick, shard) with concurrent claimers; a retry gets the same answer; never more than the tick's target")
+    func concurrentClaims() async throws {
+        let r = try await StartedRun.make()
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        #expect(a.held.count == 8)
+        let tokens = a.held.map { ($0.key, $0.value.token) }.sorted { $0.0 < $1.0 }
+        let n = try await r.nextTick()
+
+        // Eight connections claim the same tick at once: one with A's tokens repeated (a retry),
+        // the others as impostors with tokens of their own.
+        let replies = try await withThrowingTaskGroup(of: (String, ClaimReply).self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    let conn = r.redis.connect("claimer-\(i)")
+                    let who = i % 2 == 0 ? "A" : "B\(i)"
+                    let pairs = i % 2 == 0 ? tokens : tokens.map { ($0.0, "forged-\(i)") }
+                    return (who, try await r.client.claim(conn, worker: who, tick: n, shards: pairs))
+                }
+            }
+            var all: [(String, ClaimReply)] = []
+            for try await x in group { all.append(x) }
+            return all
+        }
+        for (who, reply) in replies {
+            #expect(reply.code == "ok")
+            let expected: ClaimReply.Status = who == "A" ? .granted : .fenced
+            #expect(reply.statuses.values.allSatisfy { $0 == expected }, "\(who): \(reply.statuses)")
+        }
+        // Granted once: exactly the tick's target, not four times it.
+        let target = r.curve.firstIteration(ofTick: n + 1) - r.curve.firstIteration(ofTick: n)
+        #expect(try await r.ctl("granted") == String(target))
+        #expect(try await r.c.send(["HLEN", r.client.keys.claims(tick: n)]) == .integer(8))
+        await r.redis.stop()
+    }
+
+    @Test("a stale token is refused after the shard moved; the new owner cannot get a grant twice")
+    func staleToken() async throws {
+        let r = try await StartedRun.make(shards: 4)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        let aTokens = a.held.map { ($0.key, $0.value.token) }
+        let n = try await r.nextTick()
+        let first = try await r.client.claim(r.c, worker: "A", tick: n, shards: aTokens)
+        #expect(first.statuses.values.allSatisfy { $0 == .granted })
+        // A hands its leases back; B takes them with fresh tokens.
+        #expect(try await r.client.release(r.c, worker: "A", reason: "shutdown", shards: aTokens) == 4)
+        let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
+        #expect(b.held.count == 4)
+        #expect(Set(b.held.values.map(\.token)).isDisjoint(with: aTokens.map(\.1)))
+        // A's old tokens: fenced. B on the tick A already has: taken. B on the next tick: granted.
+        let stale = try await r.client.claim(r.c, worker: "A", tick: n, shards: aTokens)
+        #expect(stale.statuses.values.allSatisfy { $0 == .fenced })
+        let bTokens = b.held.map { ($0.key, $0.value.token) }
+        let taken = try await r.client.claim(r.c, worker: "B", tick: n, shards: bTokens)
+        #expect(taken.statuses.values.allSatisfy { $0 == .taken })
+        // A renew with stale tokens reports them all lost and never revives them.
+        let renew = try await r.client.renew(r.c, worker: "A", held: aTokens)
+        #expect(renew.held.isEmpty && Set(renew.lost) == Set(aTokens.map(\.0)))
+        await r.redis.stop()
+    }
+
+    @Test("an expired lease cannot claim or be renewed; another worker takes it over")
+    func expiredLease() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        let aTokens = a.held.map { ($0.key, $0.value.token) }
+        // Expire shard 0's lease (as if A had stalled past its TTL).
+        try await r.c.send(["ZADD", r.client.keys.leases, "XX", "1", "0"])
+        let n = try await r.nextTick()
+        let claim = try await r.client.claim(r.c, worker: "A", tick: n, shards: aTokens)
+        #expect(claim.statuses[0] == .fenced && claim.statuses[1] == .granted)
+        let renew = try await r.client.renew(r.c, worker: "A", held: aTokens)
+        #expect(renew.lost == [0] && renew.held.keys.sorted() == [1])
+        let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
+        #expect(b.held.keys.sorted() == [0])
+        let events = try await r.c.send(["XRANGE", r.client.keys.events, "-", "+"]).array ?? []
+        #expect(events.contains { $0.array?.last?.hash?["type"] == "takeover" && $0.array?.last?.hash?["from"] == "A" })
+        await r.redis.stop()
+    }
+
+    @Test("fair share: cap = ceil(S / live workers); the first worker is told to shed")
+    func fairShare() async throws {
+        let r = try await StartedRun.make(shards: 8)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        #expect(a.held.count == 8 && a.cap == 8)
+        let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
+        #expect(b.held.isEmpty && b.cap == 4 && b.liveWorkers == 2)
+        _ = try await r.client.acquire(r.c, worker: "C", nonce: "nc", take: true, held: [])
+        let renew = try await r.client.renew(r.c, worker: "A", held: a.held.map { ($0.key, $0.value.token) })
+        #expect(renew.cap == 3 && renew.held.count == 8)
+        let shed = a.held.sorted { $0.key < $1.key }.suffix(5).map { ($0.key, $0.value.token) }
+        #expect(try await r.client.release(r.c, worker: "A", reason: "shed", shards: shed) == 5)
+        let b2 = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
+        let c2 = try await r.client.acquire(r.c, worker: "C", nonce: "nc", take: true, held: [])
+        #expect(b2.held.count == 3 && c2.held.count == 2)
+        await r.redis.stop()
+    }
+
+    @Test("claims only for now and next, never past stop; stop and abort")
+    func windowsAndStop() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        let pairs = a.held.map { ($0.key, $0.value.token) }
+        let n = try await r.nextTick()
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n + 1, shards: pairs).code == "early")
+        if n >= 2 { #expect(try await r.client.claim(r.c, worker: "A", tick: n - 2, shards: pairs).code == "past") }
+        let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
+        #expect(state == .stopping && stopTick == n)
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "stopped")
+        let (aborted, _) = try await r.client.abort(r.c, who: "test", reason: "because")
+        #expect(aborted == .aborted)
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "not_running")
+        let renew = try await r.client.renew(r.c, worker: "A", held: pairs)
+        #expect(renew.state == .aborted && renew.held.isEmpty)
+        await r.redis.stop()
+    }
+
+    @Test("plan: fenced per run; frozen ticks are never rewritten")
+    func planFence() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let fenced = try await r.client.plan(r.c, holder: "other", token: "x", ttlMs: 5000, leadMs: 0, from: 0, values: [999])
+        #expect(fenced.code == "fenced")
+        let n = try await r.nextTick()
+        let before = try await r.c.send(["HGET", r.client.keys.plan, String(n)]).int
+        _ = try await r.client.plan(r.c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, from: n, values: [7, 8, 9])
+        #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n)]).int == before)  // frozen
+        // n is "next" (frozen); n + 1 and later may change.
+        #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 1)]).int == 8)
+        #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 2)]).int == 9)
+        await r.redis.stop()
+    }
+
+    @Test("flush: a retried sequence number is counted once; max fields keep the maximum")
+    func flushDedup() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let fields: [(String, Int64)] = [("started", 5), ("ok", 4), ("err:timeout", 1), ("max:lat", 900)]
+        #expect(try await r.client.flush(r.c, worker: "A", seq: 1, second: 100, fields: fields))
+        #expect(try await !r.client.flush(r.c, worker: "A", seq: 1, second: 100, fields: fields))
+        #expect(try await r.client.flush(r.c, worker: "B", seq: 1, second: 100, fields: [("started", 2), ("max:lat", 300)]))
+        let totals = try await r.c.send(["HGETALL", r.client.keys.totals]).hash ?? [:]
+        #expect(totals == ["started": "7", "ok": "4", "err:timeout": "1", "max:lat": "900"])
+        await r.redis.stop()
+    }
+
+    @Test("leader lease: one holder; a resign hands it over")
+    func leader() async throws {
+        let redis = try await EmbeddedRedis.start()
+        let c = redis.connect()
+        func call(_ op: String, _ who: String, _ token: String) async throws -> [RedisValue] {
+            try await c.evalScript(Scripts.leader, keys: [GlobalKeys.leader], args: [op, who, token, "5000"]).array ?? []
+        }
+        #expect(try await call("acquire", "s1", "a").first == .integer(1))
+        let refused = try await call("acquire", "s2", "b")
+        #expect(refused.first == .integer(0) && refused[1].string == "s1")
+        #expect(try await call("renew", "s2", "b").first == .integer(0))
+        #expect(try await call("resign", "s1", "a").first == .integer(1))
+        #expect(try await call("acquire", "s2", "b").first == .integer(1))
+        await redis.stop()
+    }
+
+    @Test("reap: dead workers and expired leases leave the live sets, with events")
+    func reap() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        _ = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        try await r.c.send(["ZADD", r.client.keys.workers, "1", "A"])
+        try await r.c.send(["ZADD", r.client.keys.leases, "XX", "1", "0"])
+        let (dead, expired) = try await r.client.reap(r.c)
+        #expect(dead == 1 && expired == 1)
+        #expect(try await r.c.send(["HEXISTS", r.client.keys.owners, "0"]) == .integer(0))
+        #expect(try await r.c.send(["ZSCORE", r.client.keys.workers, "A"]) == .null)
+        await r.redis.stop()
+    }
+
+    @Test("submit is idempotent on (run id, definition); another definition under the same id is refused")
+    func submitIdempotent() async throws {
+        let redis = try await EmbeddedRedis.start()
+        let c = redis.connect()
+        let d1 = try RunDefinition.parse(text: "name: a\nscenario: http\nmodel: arrival-rate\nstages: [{duration: 1s, target: 1}]\n", format: .yaml)
+        var d2 = d1
+        d2.name = "b"
+        #expect(try await RunStore.submit(d1, on: c, runID: "fixed-id") == "fixed-id")
+        #expect(try await RunStore.submit(d1, on: c, runID: "fixed-id") == "fixed-id")
+        await #expect(throws: RedisError.self) { try await RunStore.submit(d2, on: c, runID: "fixed-id") }
+        #expect(try await RunStore.info("fixed-id", on: c)?.definition == d1)
+        await redis.stop()
+    }
+}
