@@ -73,7 +73,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // The command line, as a library: a user's executable calls `J4.main(scenarios:)`.
+        // The command line, as a library: a user's executable calls `J4CLI.main(scenarios:)`.
         .target(
             name: "J4",
             dependencies: [

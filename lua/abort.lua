@@ -1,5 +1,7 @@
 -- abort.lua: the kill switch. The run becomes "aborted" at once: no tick is granted from now
--- on, and workers stop their in-flight iterations when they next hear from Redis.
+-- on, and workers stop their in-flight iterations when they next hear from Redis; what they
+-- skip of ticks already granted they count as dropped. stop_tick becomes now + 2 (ticks now
+-- and next may already be granted), so the target F(stop_tick) covers every grant.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] events: j4:{r:ID}:events
@@ -16,7 +18,7 @@ local state, stop_tick = c[1], tonumber(c[4])
 if state ~= 'pending' and state ~= 'running' and state ~= 'stopping' then return {state, stop_tick} end
 if c[2] then
   local now_tick = math.floor((now - tonumber(c[2])) / tonumber(c[3]))
-  stop_tick = math.min(stop_tick, math.max(0, now_tick))
+  stop_tick = math.min(stop_tick, math.max(0, now_tick + 2))
 else
   stop_tick = 0
 end

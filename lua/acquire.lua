@@ -20,7 +20,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local c = redis.call('HMGET', KEYS[1], 'state', 'shards', 'ttl_ms', 'stop_tick', 'gen', 'start_ms')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
 local state, shards, ttl = c[1], tonumber(c[2]), tonumber(c[3])
-local live_state = (state == 'pending' or state == 'running')
+-- A stopping run still renews (its last granted ticks are running) but grants no new lease.
+local live_state = (state == 'pending' or state == 'running' or state == 'stopping')
+local may_take = (state == 'pending' or state == 'running')
 local worker = ARGV[1]
 
 if live_state then redis.call('ZADD', KEYS[4], now, worker) end
@@ -41,7 +43,7 @@ for i = 4, #ARGV, 2 do
   end
 end
 
-if live_state and ARGV[3] == '1' and #held < cap then
+if may_take and ARGV[3] == '1' and #held < cap then
   local free = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, cap - #held)
   for _, shard in ipairs(free) do
     local previous = redis.call('HGET', KEYS[3], shard)

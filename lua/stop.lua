@@ -1,6 +1,8 @@
 -- stop.lua: ends a run.
---   mode "stop" (a person's `j4 stop`): no tick from the next boundary on is granted; the
---   run is "stopping" until its last granted tick is over, then the supervisor finishes it.
+--   mode "stop" (a person's `j4 stop`): ticks now and next may already be granted (claims
+--   reach one tick ahead), so stop_tick becomes now + 2: nothing later is granted, and the
+--   run's target (F(stop_tick)) still covers every grant. The run is "stopping" until its
+--   last granted tick is over, then the supervisor finishes it.
 --   mode "finish" (the supervisor, once the run's time is over): running -> finished,
 --   stopping -> stopped.
 --
@@ -23,7 +25,7 @@ if ARGV[1] == 'stop' then
     redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', 0, 'finished_ms', now)
   elseif state == 'running' then
     local now_tick = math.floor((now - tonumber(c[2])) / tonumber(c[3]))
-    if now_tick + 1 < stop_tick then stop_tick = math.max(0, now_tick + 1) end
+    if now_tick + 2 < stop_tick then stop_tick = math.max(0, now_tick + 2) end
     state = 'stopping'
     redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', stop_tick)
   else

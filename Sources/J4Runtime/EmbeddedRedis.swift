@@ -77,10 +77,9 @@ public final class EmbeddedRedis: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Finds an executable on PATH (and in /usr/sbin, /usr/bin).
+    /// Finds an executable on PATH.
     public static func findExecutable(_ name: String) -> String? {
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin"
-        for dir in path.split(separator: ":") {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
             let candidate = "\(dir)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }

@@ -155,8 +155,14 @@ struct ProtocolTests {
         #expect(try await r.client.claim(r.c, worker: "A", tick: n + 1, shards: pairs).code == "early")
         if n >= 2 { #expect(try await r.client.claim(r.c, worker: "A", tick: n - 2, shards: pairs).code == "past") }
         let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
-        #expect(state == .stopping && stopTick == n)
+        // Ticks now (n - 1) and next (n) may already be granted: stop_tick is n + 1.
+        #expect(state == .stopping && stopTick == n + 1)
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "ok")
+        try await r.c.send(["HSET", r.client.keys.ctl, "stop_tick", String(n)])
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "stopped")
+        // A stopping run still renews leases but hands out no new ones.
+        let renewed = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: pairs)
+        #expect(renewed.state == .stopping && renewed.held.count == 2)
         let (aborted, _) = try await r.client.abort(r.c, who: "test", reason: "because")
         #expect(aborted == .aborted)
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "not_running")

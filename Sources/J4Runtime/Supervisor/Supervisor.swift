@@ -69,7 +69,7 @@ public final class Supervisor: Sendable {
                 logger.error("marking a run failed: its data cannot be used", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
                 _ = try? await connection.pipeline([
                     ["HSET", RunKeys(run: run).ctl, "state", RunState.failed.rawValue, "failure", e.reason],
-                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "reason", e.reason],
+                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", e.reason],
                     ["SREM", GlobalKeys.active, run],
                 ])
             }

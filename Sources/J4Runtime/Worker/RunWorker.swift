@@ -142,9 +142,10 @@ final class RunWorker: Sendable {
     /// Graceful hand-off: no new tick is claimed, the current tick is finished, later ticks
     /// already claimed are dropped (and counted), VUs end after their current iteration.
     func leave() {
+        let current = currentTick() ?? -1
         let tickTask: Task<Void, Never>? = state.withLock { s in
             s.leaving = true
-            s.leaveTick = currentTick() ?? -1
+            s.leaveTick = current
             let now = ContinuousClock.now
             for j in s.vuDeadlines.keys { s.vuDeadlines[j] = now }
             return s.tickLoop
