@@ -84,6 +84,8 @@ let package = Package(
             swiftSettings: settings
         ),
         .executableTarget(name: "j4", dependencies: ["J4"], swiftSettings: settings),
+        // The README's "your own scenarios" example, compiled so that it cannot rot.
+        .executableTarget(name: "j4-example", dependencies: ["J4"], path: "examples/custom-scenario", swiftSettings: settings),
         // Test support: real redis-server processes, free ports, child processes.
         .target(
             name: "J4TestSupport",

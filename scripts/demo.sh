@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-swift build -c release --product j4
-J4=".build/release/j4"
+swift build --product j4      # a debug build is quicker to make; use -c release for real load
+J4="$(swift build --show-bin-path)/j4"
 
 "$J4" sink --port 8080 --latency 5ms --jitter 2ms > /tmp/j4-demo-sink.log 2>&1 &
 sink=$!

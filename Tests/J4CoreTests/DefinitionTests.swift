@@ -89,3 +89,22 @@ struct DefinitionTests {
         #expect(d.params["nested"]?["list"] == .array([.int(1), .double(2.5), .string("x")]))
     }
 }
+
+@Suite("Documentation")
+struct DocumentationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test("the README's scenario example is the compiled one in examples/custom-scenario")
+    func readmeExampleCompiles() throws {
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let example = try String(contentsOf: Self.root.appendingPathComponent("examples/custom-scenario/main.swift"), encoding: .utf8)
+        #expect(readme.contains("```swift\n" + example + "```"))
+    }
+
+    @Test("the demo definition validates")
+    func demoValidates() throws {
+        let text = try String(contentsOf: Self.root.appendingPathComponent("examples/demo.yaml"), encoding: .utf8)
+        let d = try RunDefinition.parse(text: text, format: .yaml)
+        #expect(Curve(d).totalIterations == 1500)
+    }
+}
