@@ -95,7 +95,7 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        .testTarget(name: "J4CoreTests", dependencies: ["J4Core"], swiftSettings: settings),
+        .testTarget(name: "J4CoreTests", dependencies: ["J4Core", "J4TestSupport"], swiftSettings: settings),
         .testTarget(
             name: "J4RedisTests",
             dependencies: ["J4Redis", "J4Runtime", "J4Core", "J4TestSupport"],

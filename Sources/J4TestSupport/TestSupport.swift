@@ -110,3 +110,33 @@ public struct TestSupportError: Error, CustomStringConvertible {
     /// An error saying `description`.
     public init(description: String) { self.description = description }
 }
+
+/// The malformed definitions in `Tests/Fixtures/invalid` and the field each error must name
+/// (listed in its `expectations.txt`).
+public enum InvalidFixtures {
+    /// The fixture folder.
+    public static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/invalid")
+
+    /// One malformed definition.
+    public struct Case: Sendable, CustomStringConvertible {
+        /// Its file name.
+        public var file: String
+        /// The field its error must name.
+        public var field: String
+        /// `core` when the definition itself is wrong, `cli` when only the scenario's params are.
+        public var layer: String
+        /// Its full path.
+        public var path: String { directory.appendingPathComponent(file).path }
+        public var description: String { file }
+    }
+
+    /// Every case of `expectations.txt`.
+    public static var all: [Case] {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("expectations.txt"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+            let p = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            return p.count == 3 ? Case(file: p[0], field: p[1], layer: p[2]) : nil
+        }
+    }
+}

@@ -1,27 +1,7 @@
 import Foundation
 import J4Core
+import J4TestSupport
 import Testing
-
-/// The malformed definitions in Tests/Fixtures/invalid and the field each error must name.
-enum InvalidFixtures {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/invalid")
-
-    struct Case: Sendable, CustomTestStringConvertible {
-        var file: String
-        var field: String
-        var layer: String
-        var testDescription: String { file }
-    }
-
-    static var all: [Case] {
-        let text = (try? String(contentsOf: directory.appendingPathComponent("expectations.txt"), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
-            let p = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-            return p.count == 3 ? Case(file: p[0], field: p[1], layer: p[2]) : nil
-        }
-    }
-}
 
 @Suite("Run definitions")
 struct DefinitionTests {
@@ -34,7 +14,7 @@ struct DefinitionTests {
 
     @Test("every malformed definition is refused, naming its field", arguments: InvalidFixtures.all.filter { $0.layer == "core" })
     func refused(_ c: InvalidFixtures.Case) throws {
-        let text = try String(contentsOf: InvalidFixtures.directory.appendingPathComponent(c.file), encoding: .utf8)
+        let text = try String(contentsOfFile: c.path, encoding: .utf8)
         let error = #expect(throws: DefinitionError.self) {
             try RunDefinition.parse(text: text, format: c.file.hasSuffix(".json") ? .json : .yaml)
         }
