@@ -44,11 +44,11 @@ final class RunWorker: Sendable {
     struct Lease {
         var token: String
         var validUntil: ContinuousClock.Instant
-        var shedding = false
-        /// When shedding began: the last tick the tick loop had captured shards for.
-        var shedAfterTick: Int64 = -1
         /// The last tick claimed with this lease (-1: none).
         var claimedThrough: Int64 = -1
+        /// Handed back on leaving: no longer renewed or claimed with, but the ticks already
+        /// granted with it still run (a grant is this worker's alone).
+        var handedOff = false
     }
 
     struct State {
@@ -129,23 +129,21 @@ final class RunWorker: Sendable {
         await leaseTask.value
         flushTask.cancel()
         await flushTask.value
-        let held = state.withLock { s in s.leases.map { ($0.key, $0.value.token) } }
-        do {
-            try await client.release(connections.lease, worker: worker, reason: "shutdown", shards: held)
-        } catch {
-            logger.warning("could not release leases; they expire after their TTL", metadata: ["error": "\(error)"])
-        }
+        await handOff()
         await flushNow(final: true)
         logger.info("worker left run", metadata: ["worker": "\(worker)"])
     }
 
-    /// Graceful hand-off: no new tick is claimed, the current tick is finished, later ticks
-    /// already claimed are dropped (and counted), VUs end after their current iteration.
+    /// Graceful hand-off (SIGTERM, scale-in). Arrival-rate: the next tick is claimed if it is
+    /// not yet, then every lease is handed back at once, so other workers can take the shards
+    /// while this one still runs the current and the next tick; nothing later is claimed.
+    /// VUs end after their current iteration; their shards are handed back at once.
     func leave() {
         let current = currentTick() ?? -1
+        let lastTick = definition.model == .arrivalRate ? current + 1 : current
         let tickTask: Task<Void, Never>? = state.withLock { s in
             s.leaving = true
-            s.leaveTick = current
+            s.leaveTick = lastTick
             let now = ContinuousClock.now
             for j in s.vuDeadlines.keys { s.vuDeadlines[j] = now }
             return s.tickLoop
@@ -192,23 +190,33 @@ final class RunWorker: Sendable {
         var fastPolls = 15
         while !Task.isCancelled {
             let (held, wantMore, leaving) = state.withLock { s in
-                (s.leases.map { ($0.key, $0.value.token) }, s.leases.count < s.cap, s.leaving)
+                let mine = s.leases.filter { !$0.value.handedOff }.map { ($0.key, $0.value.token) }
+                return (mine, mine.count < s.cap, s.leaving)
             }
+            if leaving && held.isEmpty { return }
             let take = (first || wantMore) && !leaving
             first = false
-            let sent = ContinuousClock.now
+            var sent = ContinuousClock.now
             do {
-                let reply = take
+                var reply = take
                     ? try await client.acquire(connections.lease, worker: worker, nonce: nonce, take: true, held: held)
                     : try await client.renew(connections.lease, worker: worker, held: held)
                 clock.observe(sent: sent, received: .now, serverMs: reply.nowMs)
+                // The fair share grew (a worker left or died): take the room now, not a cycle later.
+                if !take, !leaving, reply.state == .running || reply.state == .pending, reply.held.count < reply.cap {
+                    await apply(reply, sent: sent)
+                    sent = ContinuousClock.now
+                    let mine = state.withLock { s in s.leases.filter { !$0.value.handedOff }.map { ($0.key, $0.value.token) } }
+                    reply = try await client.acquire(connections.lease, worker: worker, nonce: nonce, take: true, held: mine)
+                    clock.observe(sent: sent, received: .now, serverMs: reply.nowMs)
+                }
                 await apply(reply, sent: sent)
                 if !reply.state.isLive { return }
             } catch {
                 logger.warning("lease renewal failed; leases self-fence at their deadline", metadata: ["error": "\(error)"])
             }
             // Until it holds its fair share, a worker asks again soon, so a run's shards spread quickly.
-            let hungry = fastPolls > 0 && state.withLock { $0.leases.count < $0.cap && !$0.leaving }
+            let hungry = fastPolls > 0 && state.withLock { s in s.leases.values.filter { !$0.handedOff }.count < s.cap && !s.leaving }
             if hungry { fastPolls -= 1 }
             try? await Task.sleep(for: hungry ? min(interval, .milliseconds(200)) : interval)
         }
@@ -218,9 +226,9 @@ final class RunWorker: Sendable {
         let validUntil = sent + ttl - margin
         let (newShards, claimedUpTo, abortNow, toRelease) = state.withLock { s -> ([Int], Int64, Bool, [(Int, String)]) in
             var fresh: [Int] = []
-            for shard in reply.lost { s.leases[shard] = nil }
+            for shard in reply.lost where s.leases[shard]?.handedOff != true { s.leases[shard] = nil }
             for (shard, h) in reply.held {
-                if var lease = s.leases[shard], lease.token == h.token {
+                if var lease = s.leases[shard], lease.token == h.token, !lease.handedOff {
                     lease.validUntil = validUntil
                     s.leases[shard] = lease
                 } else {
@@ -233,22 +241,23 @@ final class RunWorker: Sendable {
             s.stopTick = min(s.stopTick, reply.stopTick)
             if s.startMs == nil { s.startMs = reply.startMs }
             let abortNow = reply.state == .aborted && !s.aborted
-            // Shed down to the fair share: the highest shards first. A shed lease is claimed no
-            // more and handed back once every tick claimed with it is over.
-            let active = s.leases.filter { !$0.value.shedding }.keys.sorted()
+            // Shed down to the fair share, the highest shards first: handed back now, so others
+            // can claim the ticks after those already granted here, which still run here.
+            let active = s.leases.filter { !$0.value.handedOff }.keys.sorted()
+            var release: [(Int, String)] = []
             if active.count > s.cap {
                 for shard in active.suffix(active.count - s.cap) {
-                    s.leases[shard]?.shedding = true
-                    s.leases[shard]?.shedAfterTick = s.claimingTick
+                    s.leases[shard]?.handedOff = true
+                    release.append((shard, s.leases[shard]!.token))
                 }
             }
-            let nowTick = reply.startMs.map { Int64((Double(reply.nowMs - $0) / Double(definition.tickMs)).rounded(.down)) }
-            var release: [(Int, String)] = []
-            for (shard, lease) in s.leases where lease.shedding {
-                let lastClaimed = max(lease.claimedThrough, lease.shedAfterTick)
-                if lastClaimed < 0 || (nowTick.map { $0 > lastClaimed } ?? false) { release.append((shard, lease.token)) }
+            // Forget handed-off leases once their last granted tick is over.
+            if let start = reply.startMs {
+                let nowTick = Int64((Double(reply.nowMs - start) / Double(definition.tickMs)).rounded(.down))
+                for (shard, lease) in s.leases where lease.handedOff && lease.claimedThrough < nowTick - 1 && !release.contains(where: { $0.0 == shard }) {
+                    s.leases[shard] = nil
+                }
             }
-            for (shard, _) in release { s.leases[shard] = nil }
             return (fresh, s.claimingTick, abortNow, release)
         }
         if abortNow { abort() }
@@ -287,17 +296,54 @@ final class RunWorker: Sendable {
         guard let now = currentTick() else { return }
         var n = max(0, now)
         let claimLead = min(tick / 2, .milliseconds(300))
-        while !Task.isCancelled {
-            let (stop, live) = state.withLock { ($0.stopTick, $0.runState.isLive) }
+        while true {
+            let (stop, live, leaving, leaveTick) = state.withLock { ($0.stopTick, $0.runState.isLive, $0.leaving, $0.leaveTick) }
             guard live, n < stop, n < curve.tickCount else { return }
+            if leaving {
+                await claimThrough(leaveTick, from: n)
+                await handOff()
+                return
+            }
             guard let start = tickStart(n) else { return }
-            do { try await RunWorker.sleep(until: start - claimLead) } catch { return }
+            do { try await RunWorker.sleep(until: start - claimLead) } catch { continue }
             let shards = state.withLock { s -> [Int] in
                 s.claimingTick = n
-                return s.leases.filter { !$0.value.shedding && $0.value.validUntil > start }.keys.sorted()
+                return s.leases.filter { !$0.value.handedOff && $0.value.validUntil > start }.keys.sorted()
             }
             if !shards.isEmpty { await claimAndFire(tick: n, shards: shards) }
             if let current = currentTick(), current > n + 1 { n = current } else { n += 1 }
+        }
+    }
+
+    /// On leaving: claims the ticks from `first` through `last` that are not claimed yet.
+    func claimThrough(_ last: Int64, from first: Int64) async {
+        var n = max(first, (currentTick() ?? 0))
+        while n <= last {
+            let shards = state.withLock { s -> [Int] in
+                guard n > s.claimingTick, n < s.stopTick else { return [] }
+                s.claimingTick = n
+                return s.leases.filter { !$0.value.handedOff && $0.value.validUntil > .now }.keys.sorted()
+            }
+            if !shards.isEmpty { await claimAndFire(tick: n, shards: shards) }
+            n += 1
+        }
+    }
+
+    /// Hands every lease back (token-checked) and leaves the run's live set; ticks already
+    /// granted keep running.
+    func handOff() async {
+        let held = state.withLock { s -> [(Int, String)] in
+            var out: [(Int, String)] = []
+            for (shard, lease) in s.leases where !lease.handedOff {
+                s.leases[shard]?.handedOff = true
+                out.append((shard, lease.token))
+            }
+            return out
+        }
+        do {
+            try await client.release(connections.lease, worker: worker, reason: "shutdown", shards: held)
+        } catch {
+            logger.warning("could not release leases; they expire after their TTL", metadata: ["error": "\(error)"])
         }
     }
 
@@ -379,7 +425,7 @@ final class RunWorker: Sendable {
                 let now = ContinuousClock.now
                 let verdict = state.withLock { s -> Bool in
                     guard !s.aborted, !Task.isCancelled, n < s.stopTick, !(s.leaving && n > s.leaveTick), now < end,
-                          let lease = s.leases[shard], lease.validUntil > now, s.inFlight < definition.maxInFlight
+                          let lease = s.leases[shard], lease.handedOff || lease.validUntil > now, s.inFlight < definition.maxInFlight
                     else { return false }
                     s.inFlight += 1
                     return true
