@@ -225,4 +225,30 @@ extension EndToEndTests {
         #expect(Int(try await cluster.sink.stats().requests) == started)
         await cluster.stop()
     }
+
+    @Test("SIGSTOP a worker for 2 × TTL, then SIGCONT: the others take over, nothing is sent twice or late, it stays up")
+    func stalledWorker() async throws {
+        var cluster = try await Cluster.start(workers: 3)
+        let (run, t0) = try await cluster.submitHold(rate: 300, seconds: 16)
+        try await cluster.waitUntil(second: t0 + 3)
+        let stalled = cluster.workers["w1"]!
+        stalled.send(SIGSTOP)
+        try await cluster.waitUntil(second: t0 + 9)
+        stalled.send(SIGCONT)
+        #expect(try await cluster.waitForState(run, ["finished"]) == "finished")
+        try await cluster.report("w1 stopped from second 3 to 9", from: t0, seconds: 16)
+        let stats = try await cluster.sink.stats()
+        let seconds = Dictionary(uniqueKeysWithValues: stats.by_second.map { ($0.t, $0.n) })
+        // Never more than the curve: a resumed worker fires none of its stale iterations.
+        for s in t0..<(t0 + 16) { #expect((seconds[s] ?? 0) <= 303, "second \(s - t0): \(seconds[s] ?? 0)") }
+        #expect(stats.requests <= 4800)
+        let granted = try await cluster.c.send(["HGET", RunKeys(run: run).ctl, "granted"]).int ?? -1
+        #expect(granted <= 4800)
+        // The survivors take its shards within TTL + 1 tick.
+        for s in (t0 + 7)..<(t0 + 9) { #expect((seconds[s] ?? 0) >= 285, "second \(s - t0): \(seconds[s] ?? 0)") }
+        #expect(stalled.isRunning)
+        for (_, w) in cluster.workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
+        cluster.workers = [:]
+        await cluster.stop()
+    }
 }
