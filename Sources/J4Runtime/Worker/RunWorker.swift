@@ -40,6 +40,8 @@ public struct WorkerConnections: Sendable {
 /// shard whose lease cannot be confirmed stops producing load before Redis would give it to
 /// another worker, whether or not Redis can be reached. Grants themselves are fenced in
 /// Redis: claim.lua grants a (tick, shard) once, to the token that owns an unexpired lease.
+/// So a lease handed back on purpose (leaving, shedding) is handed back at once, and the
+/// ticks already granted with it still run here: nobody else can be granted them.
 final class RunWorker: Sendable {
     struct Lease {
         var token: String
