@@ -17,6 +17,7 @@
 -- ARGV[10] ticks: number of ticks N
 -- ARGV[11] target: total iterations (arrival-rate) or peak VUs (vus)
 -- ARGV[12] max_in_flight: per-worker in-flight cap
+-- ARGV[13] duration_ms: the run's length T
 -- Reply: {"created"|"exists", run id}
 -- Errors: J4_CONFLICT (the id exists with another definition)
 local t = redis.call('TIME')
@@ -32,7 +33,7 @@ redis.call('HSET', KEYS[1],
   'schema', '1', 'run', ARGV[1], 'state', 'pending', 'hash', ARGV[2], 'definition', ARGV[3],
   'name', ARGV[4], 'scenario', ARGV[5], 'model', ARGV[6], 'shards', ARGV[7],
   'tick_ms', ARGV[8], 'ttl_ms', ARGV[9], 'ticks', ARGV[10], 'stop_tick', ARGV[10],
-  'target', ARGV[11], 'max_in_flight', ARGV[12], 'submitted_ms', now,
+  'target', ARGV[11], 'max_in_flight', ARGV[12], 'duration_ms', ARGV[13], 'submitted_ms', now,
   'gen', '1', 'lease_seq', '0', 'granted', '0')
 
 local shards = tonumber(ARGV[7])

@@ -194,3 +194,32 @@ extension HTTPClient {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 }
+
+struct ScaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale",
+        abstract: "Change a running run's target live: a rate (arrival-rate) or a number of VUs (vus).",
+        discussion: "From the first tick not yet frozen (two ticks from now) to the end of the run, the target is the new constant.")
+    @Argument(help: "The run id.") var run: String
+    @Option(name: .long, help: "The new target: iterations per second (at most 3 decimals) or VUs.") var target: String
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-scale"))
+        guard RunID.isValid(run), let info = try await RunStore.info(run, on: connection) else { throw CLIError.invalid("no run \(run)") }
+        let vus = info.definition.model == .vus
+        let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
+        guard let value = Double(target), value >= 0, value <= Double(limit),
+              abs((value * 1000).rounded() - value * 1000) < 1e-6, !vus || value.rounded() == value
+        else {
+            throw CLIError.invalid("--target \(target) is not accepted; use " + (vus ? "a whole number of VUs from 0 to \(limit)" : "iterations per second from 0 to \(limit), at most 3 decimals"))
+        }
+        let (code, fromTick) = try await RunClient(run: run).scale(connection, targetMilli: Int64((value * 1000).rounded()), who: "cli:\(ProcessInfo.processInfo.hostName)")
+        switch code {
+        case "ok": print("\(run) target \(target)\(vus ? " VUs" : "/s") from tick \(fromTick)")
+        case "not_running": throw CLIError.invalid("run \(run) is \(info.state.rawValue), not running; only a running run can be scaled")
+        case "too_late": throw CLIError.invalid("run \(run) ends before tick \(fromTick), the first that can still change")
+        default: throw CLIError.infrastructure("run \(run) has no published plan at tick \(fromTick): is a supervisor running?")
+        }
+    }
+}

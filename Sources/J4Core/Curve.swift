@@ -21,7 +21,29 @@
 /// and any number of workers. Iteration g is meant to start at `A⁻¹(g)`.
 ///
 /// For the VU model, tick n has `V(n) = floor(target(n·Δ))` VUs, and 0 from `T` on.
+///
+/// ## Live scaling
+///
+/// `j4 scale` sets a constant target `N` from tick `k` (the first tick not yet frozen) to the
+/// end. From there the curve restarts at the integer `F(k)`: `A'(t) = F(k) + N·(t − kΔ)/10⁶`
+/// for `t ≥ kΔ`. Starting from `F(k)` rather than `A(kΔ)` keeps every later `F'(n)` an
+/// integer sum that scale.lua can compute exactly with Lua's doubles, so it can rewrite the
+/// published plan itself, in the same script that records the scale.
 public struct Curve: Sendable {
+    /// A live change of target: `targetMilli` from tick `fromTick` on.
+    public struct Scale: Sendable, Hashable {
+        /// The first tick at the new target.
+        public var fromTick: Int64
+        /// The new target, in thousandths.
+        public var targetMilli: Int64
+
+        /// A scale to `targetMilli` from tick `fromTick`.
+        public init(fromTick: Int64, targetMilli: Int64) {
+            self.fromTick = fromTick
+            self.targetMilli = targetMilli
+        }
+    }
+
     struct Piece: Sendable {
         var startMs: Int64
         var durationMs: Int64
@@ -46,9 +68,35 @@ public struct Curve: Sendable {
     /// The run's length in milliseconds (`T`).
     public let durationMs: Int64
     let pieces: [Piece]
+    /// Scales in force, in order, each with `F(fromTick)` of the curve before it.
+    let scales: [(scale: Scale, base: Int64)]
 
-    /// The curve of a (valid) definition.
-    public init(_ definition: RunDefinition) {
+    /// The curve of a (valid) definition, with the live scales made so far.
+    public init(_ definition: RunDefinition, scales: [Scale] = []) {
+        self.init(base: definition)
+        var done: [(scale: Scale, base: Int64)] = []
+        for scale in scales where scale.fromTick < tickCount {
+            let partial = Curve(pieces: pieces, model: model, tickMs: tickMs, durationMs: durationMs, scales: done)
+            done.append((scale, partial.firstIteration(ofTick: scale.fromTick)))
+        }
+        self = Curve(pieces: pieces, model: model, tickMs: tickMs, durationMs: durationMs, scales: done)
+    }
+
+    init(pieces: [Piece], model: RunDefinition.Model, tickMs: Int64, durationMs: Int64, scales: [(scale: Scale, base: Int64)]) {
+        self.pieces = pieces
+        self.model = model
+        self.tickMs = tickMs
+        self.durationMs = durationMs
+        self.scales = scales
+    }
+
+    /// The scale in force at `t` ms, if any (the last one that has begun).
+    func scale(atMs t: Double) -> (scale: Scale, base: Int64)? {
+        scales.last { Double($0.scale.fromTick * tickMs) <= t }
+    }
+
+    init(base definition: RunDefinition) {
+        scales = []
         model = definition.model
         tickMs = definition.tickMs
         var pieces: [Piece] = []
@@ -115,6 +163,9 @@ public struct Curve: Sendable {
     /// `A(t)`: the iterations the curve asks for from the start to `t` ms (clamped to the run).
     public func cumulative(atMs t: Int64) -> Rational {
         let t = max(0, min(t, durationMs))
+        if let (scale, base) = scale(atMs: Double(t)) {
+            return Rational(Int128(base)) + Rational(Int128(scale.targetMilli) * Int128(t - scale.fromTick * tickMs), 1_000_000)
+        }
         guard let p = piece(at: t) else { return Rational(0) }
         return p.before + Curve.integral(p, t - p.startMs)
     }
@@ -132,7 +183,9 @@ public struct Curve: Sendable {
 
     /// The target at time `t` ms, in thousandths, rounded down; 0 from the end on.
     public func targetMilli(atMs t: Int64) -> Int64 {
-        guard t >= 0, t < durationMs, let p = piece(at: t) else { return 0 }
+        guard t >= 0, t < durationMs else { return 0 }
+        if let (scale, _) = scale(atMs: Double(t)) { return scale.targetMilli }
+        guard let p = piece(at: t) else { return 0 }
         let tau = t - p.startMs
         if p.everyMs == 0 {
             return Rational(Int128(p.r0) * Int128(p.durationMs) + Int128(p.r1 - p.r0) * Int128(tau), Int128(p.durationMs)).floor
@@ -158,6 +211,9 @@ public struct Curve: Sendable {
     /// `A(t)` as a `Double` at a fractional time, for placing iterations within a tick.
     func cumulativeApprox(atMs t: Double) -> Double {
         let t = max(0, min(t, Double(durationMs)))
+        if let (scale, base) = scale(atMs: t) {
+            return Double(base) + Double(scale.targetMilli) * (t - Double(scale.fromTick * tickMs)) / 1_000_000
+        }
         guard let p = piece(at: Int64(t.rounded(.down))) else { return 0 }
         let tau = t - Double(p.startMs)
         if p.everyMs == 0 {

@@ -28,7 +28,7 @@ public struct LuaScript: Sendable, Hashable {
 /// Every script J4 runs, one descriptor each.
 public enum Scripts {
     /// Stores a run's definition (idempotent on the run id and definition hash).
-    public static let submit = LuaScript(name: "submit", keys: ["ctl", "leases", "events"], args: ["run", "hash", "definition", "name", "scenario", "model", "shards", "tick_ms", "ttl_ms", "ticks", "target", "max_in_flight"], repeating: [])
+    public static let submit = LuaScript(name: "submit", keys: ["ctl", "leases", "events"], args: ["run", "hash", "definition", "name", "scenario", "model", "shards", "tick_ms", "ttl_ms", "ticks", "target", "max_in_flight", "duration_ms"], repeating: [])
     /// Heartbeat, renew held leases, take free ones up to the fair share.
     public static let acquire = LuaScript(name: "acquire", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "nonce", "take"], repeating: ["shard", "token"])
     /// Heartbeat and renew held leases only; says which were lost and how many to shed.
@@ -47,9 +47,11 @@ public enum Scripts {
     public static let stop = LuaScript(name: "stop", keys: ["ctl", "events"], args: ["mode", "who"], repeating: [])
     /// Kill switch: no tick is granted from now on.
     public static let abort = LuaScript(name: "abort", keys: ["ctl", "events"], args: ["who", "reason"], repeating: [])
+    /// Live change of a running run's target from the first unfrozen tick.
+    public static let scale = LuaScript(name: "scale", keys: ["ctl", "plan", "events"], args: ["target_milli", "who"], repeating: [])
     /// Expired leases and dead workers out of the live sets.
     public static let reap = LuaScript(name: "reap", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["limit"], repeating: [])
 
     /// All of them.
-    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, reap]
+    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, scale, reap]
 }

@@ -157,3 +157,33 @@ struct StripingTests {
         #expect((Int64(0)..<8).map { g in (0..<4).first { s.count(in: g..<g + 1, shard: $0) == 1 }! } == [0, 1, 2, 3, 0, 1, 2, 3])
     }
 }
+
+@Suite("Curve: live scaling")
+struct CurveScaleTests {
+    @Test("a scale restarts the curve at F(k) with the new constant target")
+    func scaleUp() throws {
+        let d = try definition(start: 100, stages: [("20s", 100, nil, nil)])
+        let curve = Curve(d, scales: [Curve.Scale(fromTick: 5, targetMilli: 300_000)])
+        #expect((0...6).map { curve.firstIteration(ofTick: $0) } == [0, 100, 200, 300, 400, 500, 800])
+        #expect(curve.totalIterations == 500 + 300 * 15)
+        #expect(curve.targetMilli(atMs: 4999) == 100_000 && curve.targetMilli(atMs: 5000) == 300_000)
+        // Intended starts in tick 5 are spaced for 300/s.
+        #expect(abs(curve.intendedStartMs(ofIteration: 503, inTick: 5) - 5010) < 0.01)
+    }
+
+    @Test("scales chain; fractional rates stay exact; a ragged last tick counts to T")
+    func chained() throws {
+        let d = try definition(start: 10, stages: [("10500ms", 10, nil, nil)], tick: "1s")
+        let curve = Curve(d, scales: [Curve.Scale(fromTick: 2, targetMilli: 2500), Curve.Scale(fromTick: 6, targetMilli: 1_333)])
+        // F(2) = 20; then 2.5/s: F(6) = 20 + 10 = 30; then 1.333/s for 4.5 s = 5.9985 → 36.
+        #expect(curve.firstIteration(ofTick: 6) == 30)
+        #expect(curve.totalIterations == 36)
+    }
+
+    @Test("VUs follow a scale from its tick")
+    func vus() throws {
+        let d = try definition(model: "vus", start: 10, stages: [("10s", 10, nil, nil)])
+        let curve = Curve(d, scales: [Curve.Scale(fromTick: 4, targetMilli: 25_000)])
+        #expect((0..<Int64(11)).map { curve.vus(inTick: $0) } == [10, 10, 10, 10, 25, 25, 25, 25, 25, 25, 0])
+    }
+}

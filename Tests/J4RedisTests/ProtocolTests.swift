@@ -241,3 +241,30 @@ struct ProtocolTests {
         await redis.stop()
     }
 }
+
+@Suite("Live scaling (scale.lua on a real redis-server)")
+struct ScaleProtocolTests {
+    @Test("scale.lua rewrites the plan exactly as the Swift curve computes it", arguments: [Int64(300_000), 1_333, 0, 9_999_999_999])
+    func planMatchesCurve(targetMilli: Int64) async throws {
+        let r = try await StartedRun.make()
+        let (code, k) = try await r.client.scale(r.c, targetMilli: targetMilli, who: "test")
+        #expect(code == "ok")
+        let info = try #require(try await RunStore.info(r.run, on: r.c))
+        #expect(info.scales == [Curve.Scale(fromTick: k, targetMilli: targetMilli)])
+        let curve = info.curve
+        let plan = try await r.c.send(["HGETALL", r.client.keys.plan]).hash ?? [:]
+        for n in k...min(k + 20, curve.tickCount) {
+            #expect(plan[String(n)].flatMap { Int64($0) } == curve.firstIteration(ofTick: n), "tick \(n)")
+        }
+        #expect(try await r.c.send(["HGET", r.client.keys.ctl, "gen"]).int == 2)
+        await r.redis.stop()
+    }
+
+    @Test("a run that is not running cannot be scaled")
+    func notRunning() async throws {
+        let r = try await StartedRun.make()
+        _ = try await r.client.stop(r.c, mode: "stop", who: "t")
+        #expect(try await r.client.scale(r.c, targetMilli: 1000, who: "t").code == "not_running")
+        await r.redis.stop()
+    }
+}

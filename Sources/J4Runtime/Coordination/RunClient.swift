@@ -135,6 +135,13 @@ public struct RunClient: Sendable {
         return try RunClient.stateReply(r)
     }
 
+    /// scale.lua: a constant target from the first unfrozen tick on; the code and that tick.
+    public func scale(_ c: RedisConnection, targetMilli: Int64, who: String) async throws -> (code: String, fromTick: Int64) {
+        let r = try await c.evalScript(Scripts.scale, keys: [keys.ctl, keys.plan, keys.events], args: [String(targetMilli), who])
+        guard let a = r.array, a.count == 2, let code = a[0].string, let k = a[1].int else { throw RedisError.unexpectedReply("scale: \(r)") }
+        return (code, k)
+    }
+
     /// reap.lua: dead workers and expired leases out of the live sets.
     @discardableResult
     public func reap(_ c: RedisConnection, limit: Int = 100) async throws -> (deadWorkers: Int, expiredLeases: Int) {

@@ -24,6 +24,11 @@ public struct RunInfo: Sendable {
     public var finishedMs: Int64?
     /// Its generation.
     public var generation: Int64
+    /// Live scales made so far (`j4 scale`), in order.
+    public var scales: [Curve.Scale] = []
+
+    /// The run's curve, with its live scales.
+    public var curve: Curve { Curve(definition, scales: scales) }
 }
 
 /// The data in Redis for a run cannot be used (missing, truncated, wrong type, unknown schema).
@@ -50,7 +55,7 @@ public enum RunStore {
         let args = [
             id, fnv1a64(json), json, definition.name, definition.scenario, definition.model.rawValue,
             String(definition.shards), String(definition.tickMs), String(definition.leaseTTLMs),
-            String(curve.tickCount), String(target), String(definition.maxInFlight),
+            String(curve.tickCount), String(target), String(definition.maxInFlight), String(curve.durationMs),
         ]
         let reply = try await c.evalScript(Scripts.submit, keys: [keys.ctl, keys.leases, keys.events], args: args)
         guard let a = reply.array, a.count == 2 else { throw RedisError.unexpectedReply("submit: \(reply)") }
@@ -112,10 +117,16 @@ public enum RunStore {
             guard let v = h[f].flatMap({ Int64($0) }) else { throw bad("\(f) is \(h[f] ?? "missing"), not a number") }
             return v
         }
+        var scales: [Curve.Scale] = []
+        for entry in (h["scales"] ?? "").split(separator: ",") {
+            let parts = entry.split(separator: ":").compactMap { Int64($0) }
+            guard parts.count == 3 else { throw bad("scales entry \(entry) is not tick:target:base") }
+            scales.append(Curve.Scale(fromTick: parts[0], targetMilli: parts[1]))
+        }
         return RunInfo(
             id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms") },
             ticks: try int("ticks"), stopTick: try int("stop_tick"), granted: try int("granted"),
             submittedMs: try int("submitted_ms"), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms") },
-            generation: try int("gen"))
+            generation: try int("gen"), scales: scales)
     }
 }

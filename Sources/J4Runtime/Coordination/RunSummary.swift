@@ -51,7 +51,7 @@ public struct RunSummary: Sendable, Codable {
     /// The summary from already-read data.
     public static func make(info: RunInfo, totals: [String: String], workers: Int, nowMs: Int64?) -> RunSummary {
         let d = info.definition
-        let curve = Curve(d)
+        let curve = info.curve
         func v(_ k: String) -> Int64 { totals[k].flatMap { Int64($0) } ?? 0 }
         var errors: [String: Int64] = [:]
         var histogram: [Int64: Int64] = [:]

@@ -18,7 +18,7 @@ public final class Supervisor: Sendable {
     /// Leadership lease length.
     public let leaderTTL: Duration
     let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-    let curves = Mutex<[String: (RunDefinition, Curve)]>([:])
+    let curves = Mutex<[String: (RunDefinition, [Curve.Scale], Curve)]>([:])
     let stopping = Atomic<Bool>(false)
 
     /// A supervisor with its own connection to `endpoint`.
@@ -83,9 +83,9 @@ public final class Supervisor: Sendable {
         }
         let client = RunClient(run: run)
         let curve = curves.withLock { c -> Curve in
-            if let (d, cv) = c[run], d == info.definition { return cv }
-            let cv = Curve(info.definition)
-            c[run] = (info.definition, cv)
+            if let (d, scales, cv) = c[run], d == info.definition, scales == info.scales { return cv }
+            let cv = info.curve
+            c[run] = (info.definition, info.scales, cv)
             return cv
         }
         let tickMs = info.definition.tickMs

@@ -76,7 +76,9 @@ final class RunWorker: Sendable {
     let run: String
     let worker: String
     let definition: RunDefinition
-    let curve: Curve
+    /// The run's curve with its live scales, and the generation it was read at.
+    let curveState: Mutex<(generation: Int64, curve: Curve)>
+    var curve: Curve { curveState.withLock { $0.curve } }
     let striping: Striping
     let scenario: Scenario
     let client: RunClient
@@ -94,12 +96,14 @@ final class RunWorker: Sendable {
     var ttl: Duration { .milliseconds(definition.leaseTTLMs) }
     var margin: Duration { max(.milliseconds(100), ttl / 10) }
     var tick: Duration { .milliseconds(definition.tickMs) }
+    /// How far behind its intended start an iteration may still start: max(20 ms, tick / 10).
+    var lateTolerance: Duration { max(.milliseconds(20), tick / 10) }
 
     init(info: RunInfo, worker: String, scenario: Scenario, connections: WorkerConnections, http: HTTPClient, logger: Logger) {
         run = info.id
         self.worker = worker
         definition = info.definition
-        curve = Curve(info.definition)
+        curveState = Mutex((info.generation, info.curve))
         striping = Striping(shards: info.definition.shards)
         self.scenario = scenario
         client = RunClient(run: info.id)
@@ -263,6 +267,7 @@ final class RunWorker: Sendable {
             return (fresh, s.claimingTick, abortNow, release)
         }
         if abortNow { abort() }
+        if reply.generation > curveState.withLock({ $0.generation }) { await refreshCurve() }
         if !toRelease.isEmpty {
             do {
                 try await client.release(connections.lease, worker: worker, reason: "shed", shards: toRelease)
@@ -315,6 +320,15 @@ final class RunWorker: Sendable {
             if !shards.isEmpty { await claimAndFire(tick: n, shards: shards) }
             if let current = currentTick(), current > n + 1 { n = current } else { n += 1 }
         }
+    }
+
+    /// Reads the run's scales again (after `j4 scale` bumped its generation).
+    func refreshCurve() async {
+        guard let info = try? await RunStore.info(run, on: connections.control) else { return }
+        curveState.withLock { c in
+            if info.generation > c.generation { c = (info.generation, info.curve) }
+        }
+        state.withLock { $0.stopTick = min($0.stopTick, info.stopTick) }
     }
 
     /// On leaving: claims the ticks from `first` through `last` that are not claimed yet.
@@ -408,6 +422,12 @@ final class RunWorker: Sendable {
     }
 
     func fireIterations(tick n: Int64, shards: Set<Int>, range: Range<Int64>) async {
+        // A grant that does not match this worker's curve means a scale it has not heard of yet.
+        var curve = self.curve
+        if curve.firstIteration(ofTick: n) != range.lowerBound || curve.firstIteration(ofTick: n + 1) != range.upperBound {
+            await refreshCurve()
+            curve = self.curve
+        }
         guard let start = state.withLock({ $0.startMs }), let end = tickEnd(n) else { return }
         let S = Int64(definition.shards)
         let startMs = Double(start)
@@ -425,7 +445,10 @@ final class RunWorker: Sendable {
                     do { try await RunWorker.sleep(until: at) } catch {}
                 }
                 let now = ContinuousClock.now
-                let verdict = state.withLock { s -> Bool in
+                // Late is dropped, not bunched: an iteration more than the tolerance behind its
+                // intended start (a takeover mid-tick, a stalled process) is counted as dropped.
+                let late = at.duration(to: now) > lateTolerance
+                let verdict = !late && state.withLock { s -> Bool in
                     guard !s.aborted, !Task.isCancelled, n < s.stopTick, !(s.leaving && n > s.leaveTick), now < end,
                           let lease = s.leases[shard], lease.handedOff || lease.validUntil > now, s.inFlight < definition.maxInFlight
                     else { return false }
