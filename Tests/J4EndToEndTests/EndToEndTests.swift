@@ -88,9 +88,7 @@ struct EndToEndTests {
         // 16 shards of 125 iterations each: every worker within one shard's worth of 500.
         #expect(stats.by_worker.count == 4)
         for (worker, n) in stats.by_worker { #expect(abs(n - 500) <= 125, "\(worker): \(n)") }
-        let status = try await J4Binary.run(["status", run, "--json", "--redis", redis.url])
-        #expect(status.code == 0)
-        let s = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any] ?? [:]
+        let s = try await J4Binary.summary(run, redis: redis)
         #expect(s["started"] as? Int == 2000 && s["target"] as? Int == 2000 && s["workers"] as? Int == 4)
         await sink.stop()
         await redis.stop()
@@ -177,8 +175,7 @@ struct EndToEndTests {
         supervisor.send(SIGTERM)
         _ = await supervisor.wait()
         let stats = try await sink.stats()
-        let status = try await J4Binary.run(["status", run, "--json", "--redis", redis.url])
-        let s = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any] ?? [:]
+        let s = try await J4Binary.summary(run, redis: redis)
         let target = s["target"] as? Int ?? -1
         // Far less than the 6000 the whole curve asks for: nothing past stop_tick was sent.
         #expect(target > 0 && target < 1000, "target \(target)")

@@ -142,8 +142,7 @@ extension EndToEndTests {
         #expect(stats.requests == 3600)
         cluster.workers["w1"] = nil
         for (_, w) in cluster.workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
-        let status = try await J4Binary.run(["status", run, "--json", "--redis", cluster.redis.url])
-        let s = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any] ?? [:]
+        let s = try await J4Binary.summary(run, redis: cluster.redis)
         #expect(s["started"] as? Int == 3600 && s["target"] as? Int == 3600, "\(s)")
         cluster.workers = [:]
         await cluster.stop()
@@ -216,8 +215,7 @@ extension EndToEndTests {
         for (id, w) in cluster.workers { #expect(w.isRunning, "worker \(id) exited: \(w.output.tail())") }
         for (_, w) in cluster.workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
         cluster.workers = [:]
-        let status = try await J4Binary.run(["status", run, "--json", "--redis", cluster.redis.url])
-        let s = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any] ?? [:]
+        let s = try await J4Binary.summary(run, redis: cluster.redis)
         let (target, started, dropped, unclaimed) = (s["target"] as? Int ?? -1, s["started"] as? Int ?? -1, s["dropped"] as? Int ?? -1, s["unclaimed"] as? Int ?? -1)
         print("figures redis outage: target \(target) started \(started) dropped \(dropped) unclaimed \(unclaimed), sink \(try await cluster.sink.stats().requests)")
         #expect(target == 1600 && started + dropped + unclaimed == target, "\(s)")
@@ -272,8 +270,7 @@ extension EndToEndTests {
         cluster.workers = [:]
         let stats = try await cluster.sink.stats()
         #expect(stats.requests == 100 * from + 300 * (12 - from))
-        let status = try await J4Binary.run(["status", run, "--json", "--redis", cluster.redis.url])
-        let s = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any] ?? [:]
+        let s = try await J4Binary.summary(run, redis: cluster.redis)
         #expect(s["target"] as? Int == Int(stats.requests) && s["started"] as? Int == Int(stats.requests), "\(s)")
         await cluster.stop()
     }

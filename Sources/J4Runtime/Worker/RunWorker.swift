@@ -63,6 +63,8 @@ final class RunWorker: Sendable {
         var claimingTick: Int64 = -1
         var leaving = false
         var leaveTick = Int64.max
+        /// True once release.lua has taken this worker out of the run's live set.
+        var leftLiveSet = false
         var aborted = false
         var inFlight = 0
         var tickLoop: Task<Void, Never>?
@@ -348,14 +350,18 @@ final class RunWorker: Sendable {
     /// Hands every lease back (token-checked) and leaves the run's live set; ticks already
     /// granted keep running.
     func handOff() async {
-        let held = state.withLock { s -> [(Int, String)] in
+        let held = state.withLock { s -> [(Int, String)]? in
             var out: [(Int, String)] = []
             for (shard, lease) in s.leases where !lease.handedOff {
                 s.leases[shard]?.handedOff = true
                 out.append((shard, lease.token))
             }
+            // Leave the live set once; later calls have nothing to hand back.
+            if out.isEmpty && s.leftLiveSet { return nil }
+            s.leftLiveSet = true
             return out
         }
+        guard let held else { return }
         do {
             try await client.release(connections.lease, worker: worker, reason: "shutdown", shards: held)
         } catch {
