@@ -274,4 +274,26 @@ extension EndToEndTests {
         #expect(s["target"] as? Int == Int(stats.requests) && s["started"] as? Int == Int(stats.requests), "\(s)")
         await cluster.stop()
     }
+
+    @Test("no supervisor at all: the load stops when the published horizon runs out (safe, not runaway)")
+    func noSupervisor() async throws {
+        var cluster = try await Cluster.start(workers: 2)
+        let (run, t0) = try await cluster.submitHold(rate: 100, seconds: 30, shards: 8)
+        try await cluster.waitUntil(second: t0 + 3)
+        cluster.supervisor.send(SIGKILL)
+        _ = await cluster.supervisor.wait()
+        // The supervisor published about 10 ticks ahead; wait well past that.
+        try await cluster.waitUntil(second: t0 + 18)
+        let lastPublished = (try await cluster.c.send(["HKEYS", RunKeys(run: run).plan]).array ?? []).compactMap { $0.string.flatMap { Int64($0) } }.max() ?? -1
+        try await cluster.report("the only supervisor killed at second 3", from: t0, seconds: 18)
+        let seconds = try await cluster.seconds()
+        #expect(lastPublished >= 12 && lastPublished < 30, "last published tick \(lastPublished)")
+        // Full load while ticks have targets; nothing once they run out (claims need F(n) and F(n+1)).
+        for s in t0..<(t0 + lastPublished - 1) { #expect((seconds[s] ?? 0) >= 95, "second \(s - t0): \(seconds[s] ?? 0)") }
+        for s in (t0 + lastPublished)..<(t0 + 18) { #expect((seconds[s] ?? 0) == 0, "second \(s - t0): \(seconds[s] ?? 0)") }
+        #expect(try await cluster.c.send(["HGET", RunKeys(run: run).ctl, "state"]).string == "running")
+        for (_, w) in cluster.workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
+        cluster.workers = [:]
+        await cluster.stop()
+    }
 }
