@@ -149,7 +149,6 @@ public final class OutputDrain: @unchecked Sendable {
     /// Waits until the output satisfies `predicate` (returns the output), the output ends,
     /// or `timeout` passes (both nil).
     public func wait(timeout: Duration, until predicate: @escaping @Sendable (String) -> Bool) async -> String? {
-        let id = UUID()
         return await withTaskGroup(of: String?.self) { group in
             group.addTask {
                 await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
@@ -157,7 +156,6 @@ public final class OutputDrain: @unchecked Sendable {
                         if predicate(self.text) { return (self.text, true) }
                         if self.ended { return (nil, true) }
                         self.waiters.append((predicate, c))
-                        self.ids.append(id)
                         return (nil, false)
                     }
                     if now.1 { c.resume(returning: now.0) }
@@ -174,11 +172,9 @@ public final class OutputDrain: @unchecked Sendable {
         }
     }
 
-    private var ids: [UUID] = []
-
     private func cancelWaiters() {
         let all = lock.withLock {
-            defer { waiters = []; ids = [] }
+            defer { waiters = [] }
             return waiters
         }
         for w in all { w.continuation.resume(returning: nil) }

@@ -24,6 +24,8 @@ public struct RunInfo: Sendable {
     public var finishedMs: Int64?
     /// Its generation.
     public var generation: Int64
+    /// The hash of its canonical definition (`ctl.hash`).
+    public var hash: String
     /// Live scales made so far (`j4 scale`), in order.
     public var scales: [Curve.Scale] = []
 
@@ -92,8 +94,22 @@ public enum RunStore {
         try await c.send(["SREM", GlobalKeys.active, run])
     }
 
-    /// The run's ctl hash read and checked; nil when there is no such run.
-    public static func info(_ run: String, on c: RedisConnection) async throws -> RunInfo? {
+    /// A definition already parsed, and the hash it was stored under.
+    public struct KnownDefinition: Sendable {
+        /// `ctl.hash` when it was parsed.
+        public var hash: String
+        /// The parsed definition.
+        public var definition: RunDefinition
+        /// A parsed definition and its hash.
+        public init(hash: String, definition: RunDefinition) {
+            self.hash = hash
+            self.definition = definition
+        }
+    }
+
+    /// The run's ctl hash read and checked; nil when there is no such run. With `reusing`,
+    /// the stored definition is parsed only when its hash differs from the known one.
+    public static func info(_ run: String, on c: RedisConnection, reusing known: KnownDefinition? = nil) async throws -> RunInfo? {
         let keys = RunKeys(run: run)
         let reply: RedisValue
         do {
@@ -102,17 +118,22 @@ public enum RunStore {
             throw CorruptRunError(run: run, reason: "\(keys.ctl) is not a hash")
         }
         guard let h = reply.hash, !h.isEmpty else { return nil }
-        return try parse(run: run, ctl: h)
+        return try parse(run: run, ctl: h, reusing: known)
     }
 
     /// Checks a ctl hash field by field; the error names the field.
-    static func parse(run: String, ctl h: [String: String]) throws -> RunInfo {
+    static func parse(run: String, ctl h: [String: String], reusing known: KnownDefinition? = nil) throws -> RunInfo {
         func bad(_ why: String) -> CorruptRunError { CorruptRunError(run: run, reason: why) }
         guard h["schema"] == schema else { throw bad("schema version \(h["schema"] ?? "missing") is not \(schema)") }
         guard let s = h["state"], let state = RunState(rawValue: s) else { throw bad("state \(h["state"] ?? "missing") is unknown") }
         guard let text = h["definition"] else { throw bad("definition is missing") }
+        guard let hash = h["hash"] else { throw bad("hash is missing") }
         let definition: RunDefinition
-        do { definition = try RunDefinition.parse(text: text, format: .json) } catch { throw bad("definition does not validate: \(error)") }
+        if let known, known.hash == hash {
+            definition = known.definition
+        } else {
+            do { definition = try RunDefinition.parse(text: text, format: .json) } catch { throw bad("definition does not validate: \(error)") }
+        }
         func int(_ f: String) throws -> Int64 {
             guard let v = h[f].flatMap({ Int64($0) }) else { throw bad("\(f) is \(h[f] ?? "missing"), not a number") }
             return v
@@ -127,6 +148,6 @@ public enum RunStore {
             id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms") },
             ticks: try int("ticks"), stopTick: try int("stop_tick"), granted: try int("granted"),
             submittedMs: try int("submitted_ms"), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms") },
-            generation: try int("gen"), scales: scales)
+            generation: try int("gen"), hash: hash, scales: scales)
     }
 }

@@ -18,7 +18,9 @@ public final class Supervisor: Sendable {
     /// Leadership lease length.
     public let leaderTTL: Duration
     let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-    let curves = Mutex<[String: (RunDefinition, [Curve.Scale], Curve)]>([:])
+    /// Per run: its definition hash and definition (so the stored JSON is parsed once, not
+    /// every cycle), its scales, and the curve they make.
+    let curves = Mutex<[String: (String, RunDefinition, [Curve.Scale], Curve)]>([:])
     let stopping = Atomic<Bool>(false)
 
     /// A supervisor with its own connection to `endpoint`.
@@ -77,15 +79,16 @@ public final class Supervisor: Sendable {
     }
 
     func supervise(_ run: String) async throws {
-        guard let info = try await RunStore.info(run, on: connection) else {
+        let known = curves.withLock { $0[run].map { ($0.0, $0.1) } }
+        guard let info = try await RunStore.info(run, on: connection, reusing: known.map { RunStore.KnownDefinition(hash: $0.0, definition: $0.1) }) else {
             try await RunStore.deactivate(run, on: connection)
             return
         }
         let client = RunClient(run: run)
         let curve = curves.withLock { c -> Curve in
-            if let (d, scales, cv) = c[run], d == info.definition, scales == info.scales { return cv }
+            if let (hash, _, scales, cv) = c[run], hash == info.hash, scales == info.scales { return cv }
             let cv = info.curve
-            c[run] = (info.definition, info.scales, cv)
+            c[run] = (info.hash, info.definition, info.scales, cv)
             return cv
         }
         let tickMs = info.definition.tickMs
@@ -102,10 +105,9 @@ public final class Supervisor: Sendable {
             let reply = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, from: from, values: values)
             guard reply.code == "ok", let start = reply.startMs else { return }
             if info.state == .pending {
+                // A pending run has no start yet, so `from` was 0: the call that started it also
+                // published ticks 0 through the horizon.
                 logger.info("run started", metadata: ["run": "\(run)", "start_in_ms": "\(start - reply.nowMs)"])
-                // The first publication was computed before the start was known: publish again from 0.
-                let values = (0...min(horizon, curve.tickCount)).map { curve.planValue(tick: $0) }
-                _ = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, from: 0, values: values)
             }
             try await client.reap(connection)
             // The run is over once its last granted tick has ended, plus a grace for the

@@ -91,7 +91,7 @@ final class RunWorker: Sendable {
     let metrics = MetricsRecorder()
     let nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     let state: Mutex<State>
-    let bodies = Mutex<[Int64: Task<IterationBody, any Error>]>([:])
+    let bodies = Mutex<[Int64: Task<(VUContext, IterationBody), any Error>]>([:])
     let flushSeq = Atomic<Int64>(0)
     let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
 
@@ -416,11 +416,12 @@ final class RunWorker: Sendable {
 
     // MARK: - Arrival rate
 
-    func body(forVU vu: Int64) async throws -> IterationBody {
+    /// The VU's context and iteration body, set up once per VU on this worker.
+    func body(forVU vu: Int64) async throws -> (VUContext, IterationBody) {
         let task = bodies.withLock { all in
             if let t = all[vu] { return t }
             let context = VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http)
-            let t = Task { try await scenario.setup(context) }
+            let t = Task { (context, try await scenario.setup(context)) }
             all[vu] = t
             return t
         }
@@ -469,8 +470,8 @@ final class RunWorker: Sendable {
                     var ok = true
                     var errorClassName: String?
                     do {
-                        let body = try await body(forVU: vu)
-                        try await body(IterationContext(vu: VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http), iteration: iteration))
+                        let (context, body) = try await body(forVU: vu)
+                        try await body(IterationContext(vu: context, iteration: iteration))
                     } catch {
                         ok = false
                         errorClassName = Task.isCancelled ? "aborted" : errorClass(of: error)
