@@ -1,6 +1,7 @@
 -- acquire.lua: a worker's heartbeat; renews the leases it holds (token-checked, never
 -- reviving an expired one) and, when asked, takes free or expired shards up to its fair
--- share cap = ceil(S / live workers). Every grant gets a fresh token (counter-nonce).
+-- share cap = ceil(S / live workers). Every grant gets a fresh token (counter-nonce). A lease
+-- the caller believed it held and does not is reported lost, with a "lost" event.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] leases: j4:{r:ID}:leases (shard -> expiry ms)
@@ -73,4 +74,8 @@ for _, h in ipairs(held) do
 end
 reply[#reply + 1] = #lost
 for _, s in ipairs(lost) do reply[#reply + 1] = tonumber(s) end
+if live_state and #lost > 0 then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'type', 'lost', 'at', now,
+    'worker', worker, 'shards', table.concat(lost, ','))
+end
 return reply

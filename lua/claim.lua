@@ -2,19 +2,23 @@
 -- token must still own the shard and its lease must not have expired. Then HSETNX grants
 -- each (tick, shard) exactly once; a retry with the same token gets the same answer, any
 -- other token is refused. Only the current and the next tick can be claimed, and never a
--- tick at or past stop_tick. For arrival-rate runs the iterations granted are added to
--- ctl.granted, so that what is granted for a tick never exceeds its target.
+-- tick at or past stop_tick. ctl.claimed_tick keeps the highest tick with a grant, so that
+-- stop.lua and abort.lua never set stop_tick at or below a tick already granted. For
+-- arrival-rate runs the iterations granted are added to ctl.granted and to the tick's
+-- "<n>:g" field in the ticks hash (where workers add "<n>:s" started and "<n>:d" dropped),
+-- so that what is granted for a tick never exceeds its target and can be accounted for.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] leases: j4:{r:ID}:leases
 -- KEYS[3] owners: j4:{r:ID}:owners
 -- KEYS[4] plan: j4:{r:ID}:plan (tick -> F(n) or V(n))
--- KEYS[5] claims: j4:{r:ID}:claims:<tick> (shard -> token)
+-- KEYS[5] claims: j4:{r:ID}:claims:<tick> (shard -> worker|token)
+-- KEYS[6] ticks: j4:{r:ID}:ticks (per-tick accounting: <n>:g, <n>:s, <n>:d)
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2] tick: the tick n to claim
 -- ARGV[3...] shard, token: the leases to claim with
 -- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, ...}
---   code: ok | not_running | not_started | past | early | stopped | no_plan
+--   code: ok | aborted | not_running | not_started | past | early | stopped | no_plan
 --   a, b: F(n), F(n+1) for arrival-rate; V(n), V(n) for vus (0, 0 unless ok)
 --   status per shard: granted | fenced (lease not the caller's) | taken (granted to another)
 -- Errors: J4_NO_RUN (no such run)
@@ -27,6 +31,7 @@ local state, stop_tick = c[1], tonumber(c[4])
 local n = tonumber(ARGV[2])
 local function answer(code) return {now, code, 0, 0, stop_tick, 0} end
 
+if state == 'aborted' then return answer('aborted') end
 if state ~= 'running' and state ~= 'stopping' then return answer('not_running') end
 if not c[2] then return answer('not_started') end
 local start, tick = tonumber(c[2]), tonumber(c[3])
@@ -44,6 +49,7 @@ a, b = tonumber(a), tonumber(b)
 local shards = tonumber(c[6])
 local worker = ARGV[1]
 local reply = {now, 'ok', a, b, stop_tick, 0}
+local any = false
 local newly = 0
 for i = 3, #ARGV, 2 do
   local shard, token = ARGV[i], ARGV[i + 1]
@@ -52,15 +58,16 @@ for i = 3, #ARGV, 2 do
   local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
   if owner ~= worker .. '|' .. token or expiry <= now then
     status = 'fenced'
-  elseif redis.call('HSETNX', KEYS[5], shard, token) == 1 then
+  elseif redis.call('HSETNX', KEYS[5], shard, worker .. '|' .. token) == 1 then
     status = 'granted'
+    any = true
     if arrival then
       -- iterations g in [a, b) with g = shard (mod S)
       local s = tonumber(shard)
       local first = a + ((s - a) % shards)
       if first < b then newly = newly + math.floor((b - 1 - first) / shards) + 1 end
     end
-  elseif redis.call('HGET', KEYS[5], shard) == token then
+  elseif redis.call('HGET', KEYS[5], shard) == worker .. '|' .. token then
     status = 'granted'
   else
     status = 'taken'
@@ -69,6 +76,12 @@ for i = 3, #ARGV, 2 do
   reply[#reply + 1] = tonumber(shard)
   reply[#reply + 1] = status
 end
-if newly > 0 then redis.call('HINCRBY', KEYS[1], 'granted', newly) end
+if any and n > tonumber(redis.call('HGET', KEYS[1], 'claimed_tick') or '-1') then
+  redis.call('HSET', KEYS[1], 'claimed_tick', n)
+end
+if newly > 0 then
+  redis.call('HINCRBY', KEYS[1], 'granted', newly)
+  redis.call('HINCRBY', KEYS[6], n .. ':g', newly)
+end
 redis.call('PEXPIREAT', KEYS[5], start + (n + 2) * tick + 60000)
 return reply

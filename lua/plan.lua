@@ -27,7 +27,10 @@ if c[4] and c[4] ~= mine and tonumber(c[5] or '0') > now then
   return {now, 'fenced', state, tonumber(c[2] or '-1')}
 end
 if c[4] ~= mine then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'type', 'supervisor', 'at', now, 'holder', ARGV[1])
+  -- A change of the run's supervisor (leader change, or the first one): who and from whom.
+  local previous = c[4] and (string.match(c[4], '^(.*)|') or c[4]) or ''
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'type', 'supervisor', 'at', now, 'holder', ARGV[1],
+    'previous', previous)
 end
 redis.call('HSET', KEYS[1], 'sup', mine, 'sup_until', now + tonumber(ARGV[3]))
 

@@ -1,11 +1,13 @@
 -- renew.lua: a worker's heartbeat that only extends the leases it still holds. A lease
--- whose token no longer matches, or that has expired, is reported lost and never revived.
+-- whose token no longer matches, or that has expired, is reported lost (and a "lost" event
+-- written) and never revived.
 -- The caller sheds max(0, held - cap) shards at its next tick boundary.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] leases: j4:{r:ID}:leases
 -- KEYS[3] owners: j4:{r:ID}:owners
 -- KEYS[4] workers: j4:{r:ID}:workers
+-- KEYS[5] events: j4:{r:ID}:events
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2...] shard, token: the leases the caller believes it holds
 -- Reply: as acquire.lua: {now_ms, state, gen, start_ms, stop_tick, cap, live_workers,
@@ -43,4 +45,8 @@ for i = 2, #ARGV, 2 do
 end
 reply[#reply + 1] = #lost
 for _, s in ipairs(lost) do reply[#reply + 1] = s end
+if live_state and #lost > 0 then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'type', 'lost', 'at', now,
+    'worker', worker, 'shards', table.concat(lost, ','))
+end
 return reply

@@ -1,8 +1,10 @@
 -- stop.lua: ends a run.
---   mode "stop" (a person's `j4 stop`): ticks now and next may already be granted (claims
---   reach one tick ahead), so stop_tick becomes now + 2: nothing later is granted, and the
---   run's target (F(stop_tick)) still covers every grant. The run is "stopping" until its
---   last granted tick is over, then the supervisor finishes it.
+--   mode "stop" (a person's `j4 stop`): stop_tick becomes the next tick boundary, now + 1,
+--   unless a worker has already claimed that tick (claims go out a little before a tick
+--   starts; ctl.claimed_tick is the highest tick granted), then now + 2. Nothing from
+--   stop_tick on is granted, and the run's target F(stop_tick) still covers every grant.
+--   The run is "stopping" until its last granted tick is over, then the supervisor
+--   finishes it.
 --   mode "finish" (the supervisor, once the run's time is over): running -> finished,
 --   stopping -> stopped.
 --
@@ -10,12 +12,13 @@
 -- KEYS[2] events: j4:{r:ID}:events
 -- ARGV[1] mode: stop | finish
 -- ARGV[2] who: who asked (worker, supervisor or user id), for the event
+-- ARGV[3] channel: the pub/sub channel told "<run> <state> <stop_tick>" (j4:signals)
 -- Reply: {state, stop_tick}
 -- Errors: J4_NO_RUN (no such run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick')
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'claimed_tick', 'run')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
 local state, stop_tick = c[1], tonumber(c[4])
 
@@ -25,7 +28,8 @@ if ARGV[1] == 'stop' then
     redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', 0, 'finished_ms', now)
   elseif state == 'running' then
     local now_tick = math.floor((now - tonumber(c[2])) / tonumber(c[3]))
-    if now_tick + 2 < stop_tick then stop_tick = math.max(0, now_tick + 2) end
+    local first_free = math.max(0, now_tick + 1, tonumber(c[5] or '-1') + 1)
+    if first_free < stop_tick then stop_tick = first_free end
     state = 'stopping'
     redis.call('HSET', KEYS[1], 'state', state, 'stop_tick', stop_tick)
   else
@@ -33,6 +37,7 @@ if ARGV[1] == 'stop' then
   end
   redis.call('HINCRBY', KEYS[1], 'gen', 1)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'type', 'stop', 'at', now, 'by', ARGV[2], 'stop_tick', stop_tick)
+  redis.call('PUBLISH', ARGV[3], (c[6] or '') .. ' ' .. state .. ' ' .. stop_tick)
   return {state, stop_tick}
 end
 

@@ -80,12 +80,19 @@ struct StatusCommand: AsyncParsableCommand {
             guard let parts = entry.array, parts.count == 2, let fields = parts[1].hash else { return nil }
             let type = fields["type"] ?? "?"
             let rest = fields.filter { $0.key != "type" && $0.key != "at" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            return "    \(type) \(rest)"
+            return "    \(StatusCommand.clock(fields["at"].flatMap { Int64($0) })) \(type) \(rest)"
         }
         if !events.isEmpty {
             print("  recent events (newest first):")
             events.forEach { print($0) }
         }
+    }
+
+    /// `HH:MM:SS.mmm` (UTC) of a server time in ms.
+    static func clock(_ ms: Int64?) -> String {
+        guard let ms else { return "--:--:--.---" }
+        let day = ms % 86_400_000
+        return String(format: "%02d:%02d:%02d.%03d", day / 3_600_000, day / 60_000 % 60, day / 1000 % 60, day % 1000)
     }
 
     func listRuns(_ connection: RedisConnection) async throws {
@@ -133,9 +140,9 @@ struct AbortCommand: AsyncParsableCommand {
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-abort"))
         guard RunID.isValid(run), try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
-        let (state, _) = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
+        let (state, stopTick) = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
         try await RunStore.deactivate(run, on: connection)
-        print("\(run) \(state.rawValue)")
+        print("\(run) \(state.rawValue) (no tick from \(stopTick) on; iterations in flight are cancelled)")
     }
 }
 

@@ -21,10 +21,12 @@ public struct RunKeys: Sendable, Hashable {
     public var owners: String { prefix + "owners" }
     /// Zset: worker id → last heartbeat (server ms).
     public var workers: String { prefix + "workers" }
-    /// Hash: shard → token granted for tick `n`; expires soon after the tick.
+    /// Hash: shard → `worker|token` granted tick `n`; expires a minute after the tick.
     public func claims(tick n: Int64) -> String { prefix + "claims:\(n)" }
     /// Hash: merged metrics of one unix second.
     public func metrics(second: Int64) -> String { prefix + "m:\(second)" }
+    /// Hash: per-tick accounting (arrival-rate): `<n>:g` granted, `<n>:s` started, `<n>:d` dropped.
+    public var ticks: String { prefix + "ticks" }
     /// Hash: merged metrics of the whole run.
     public var totals: String { prefix + "totals" }
     /// Hash: worker id → last flush sequence number (deduplicates retried flushes).
@@ -41,4 +43,7 @@ public enum GlobalKeys {
     public static let active = "j4:active"
     /// String: `holder|token` of the leading supervisor, with a TTL.
     public static let leader = "j4:leader"
+    /// Pub/sub channel: `<run> <state> <stop_tick>` when a run is stopped or aborted, so that
+    /// workers act at once instead of at their next claim.
+    public static let signals = "j4:signals"
 }

@@ -32,21 +32,21 @@ public enum Scripts {
     /// Heartbeat, renew held leases, take free ones up to the fair share.
     public static let acquire = LuaScript(name: "acquire", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "nonce", "take"], repeating: ["shard", "token"])
     /// Heartbeat and renew held leases only; says which were lost and how many to shed.
-    public static let renew = LuaScript(name: "renew", keys: ["ctl", "leases", "owners", "workers"], args: ["worker"], repeating: ["shard", "token"])
+    public static let renew = LuaScript(name: "renew", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker"], repeating: ["shard", "token"])
     /// Token-checked hand-back of leases.
     public static let release = LuaScript(name: "release", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "reason"], repeating: ["shard", "token"])
     /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
-    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims"], args: ["worker", "tick"], repeating: ["shard", "token"])
+    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks"], args: ["worker", "tick"], repeating: ["shard", "token"])
     /// Adds a worker's metrics of one second, once per sequence number.
-    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
+    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
     /// Supervisor leadership lease.
     public static let leader = LuaScript(name: "leader", keys: ["leader"], args: ["op", "holder", "token", "ttl_ms"], repeating: [])
     /// Publishes plan values ahead of now; starts a pending run.
     public static let plan = LuaScript(name: "plan", keys: ["ctl", "plan", "events"], args: ["holder", "token", "ttl_ms", "lead_ms", "from_tick"], repeating: ["value"])
     /// Graceful stop at the next tick boundary, or the end of a run that has run its course.
-    public static let stop = LuaScript(name: "stop", keys: ["ctl", "events"], args: ["mode", "who"], repeating: [])
-    /// Kill switch: no tick is granted from now on.
-    public static let abort = LuaScript(name: "abort", keys: ["ctl", "events"], args: ["who", "reason"], repeating: [])
+    public static let stop = LuaScript(name: "stop", keys: ["ctl", "events"], args: ["mode", "who", "channel"], repeating: [])
+    /// Kill switch: no tick is granted from now on; workers are told on the signals channel.
+    public static let abort = LuaScript(name: "abort", keys: ["ctl", "events"], args: ["who", "reason", "channel"], repeating: [])
     /// Live change of a running run's target from the first unfrozen tick.
     public static let scale = LuaScript(name: "scale", keys: ["ctl", "plan", "events"], args: ["target_milli", "who"], repeating: [])
     /// Expired leases and dead workers out of the live sets.

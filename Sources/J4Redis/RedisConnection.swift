@@ -132,15 +132,21 @@ public final class RedisConnection: @unchecked Sendable {
 
     private func execute(_ commands: [[[UInt8]]]) throws -> [RedisValue] {
         let ctx = try connectedContext()
+        guard let replies = RedisConnection.roundTrip(ctx, commands) else { throw fail(ctx) }
+        return replies
+    }
+
+    /// Sends `commands` on `ctx` and reads their replies; nil on a connection error.
+    static func roundTrip(_ ctx: UnsafeMutablePointer<redisContext>, _ commands: [[[UInt8]]]) -> [RedisValue]? {
         for command in commands {
             let rc = withArgv(command) { argc, argv, lens in redisAppendCommandArgv(ctx, argc, argv, lens) }
-            guard rc == REDIS_OK else { throw fail(ctx) }
+            guard rc == REDIS_OK else { return nil }
         }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
             var raw: UnsafeMutableRawPointer?
-            guard redisGetReply(ctx, &raw) == REDIS_OK, let raw else { throw fail(ctx) }
+            guard redisGetReply(ctx, &raw) == REDIS_OK, let raw else { return nil }
             let reply = raw.assumingMemoryBound(to: redisReply.self)
             replies.append(RedisConnection.copy(reply))
             freeReplyObject(raw)
@@ -173,42 +179,49 @@ public final class RedisConnection: @unchecked Sendable {
     private func connectedContext() throws -> UnsafeMutablePointer<redisContext> {
         if let context { return context }
         if let retryAt, ContinuousClock.now < retryAt { throw RedisError.backingOff(lastFailure) }
-        let tv = RedisConnection.timeval(options.connectTimeout)
+        do {
+            context = try RedisConnection.open(endpoint, options)
+        } catch {
+            if case .connection(let m) = error { noteFailure(m) } else { noteFailure(error.description) }
+            throw error
+        }
+        failures = 0
+        retryAt = nil
+        connects += 1
+        return context!
+    }
+
+    /// A new hiredis context to `endpoint`, with the read timeout, AUTH, SELECT and
+    /// CLIENT SETNAME of `options` applied.
+    static func open(_ endpoint: RedisEndpoint, _ options: RedisConnectionOptions) throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        let tv = timeval(options.connectTimeout)
         let opened: UnsafeMutablePointer<redisContext>?
         switch endpoint.address {
         case .tcp(let host, let port): opened = redisConnectWithTimeout(host, Int32(port), tv)
         case .unix(let path): opened = redisConnectUnixWithTimeout(path, tv)
         }
-        guard let ctx = opened else {
-            noteFailure("out of memory")
-            throw RedisError.connection("cannot allocate a hiredis context")
-        }
+        guard let ctx = opened else { throw .connection("cannot allocate a hiredis context") }
         if ctx.pointee.err != 0 {
-            let message = RedisConnection.errorText(ctx)
+            let message = errorText(ctx)
             redisFree(ctx)
-            noteFailure(message)
-            throw RedisError.connection("\(endpoint): \(message)")
+            throw .connection("\(endpoint): \(message)")
         }
-        redisSetTimeout(ctx, RedisConnection.timeval(options.readTimeout))
-        context = ctx
+        redisSetTimeout(ctx, timeval(options.readTimeout))
         var setup: [[[UInt8]]] = []
         if let password = endpoint.password {
             setup.append((["AUTH"] + (endpoint.user.map { [$0] } ?? []) + [password]).map { Array($0.utf8) })
         }
         if endpoint.database != 0 { setup.append(["SELECT", String(endpoint.database)].map { Array($0.utf8) }) }
         setup.append(["CLIENT", "SETNAME", options.clientName].map { Array($0.utf8) })
-        let replies = try execute(setup)
-        for (i, reply) in replies.enumerated() {
-            if case .error(let e) = reply {
-                dropContext()
-                let what = (endpoint.password != nil && i == 0) ? "AUTH" : "setup"
-                noteFailure("\(what) refused: \(e)")
-                throw RedisError.fromReply(e)
-            }
+        guard let replies = roundTrip(ctx, setup) else {
+            let message = errorText(ctx)
+            redisFree(ctx)
+            throw .connection("\(endpoint): \(message)")
         }
-        failures = 0
-        retryAt = nil
-        connects += 1
+        for case .error(let e) in replies {
+            redisFree(ctx)
+            throw RedisError.fromReply(e)  // AUTH refused (WRONGPASS…) or SELECT out of range
+        }
         return ctx
     }
 

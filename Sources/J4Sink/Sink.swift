@@ -46,6 +46,20 @@ public struct SinkStats: Sendable, Codable, Equatable {
     public var by_run: [String: Int64]
     /// By arrival second, ascending.
     public var by_second: [Second]
+    /// By the `x-j4-tick` header (ticks as text; `-` when absent).
+    public var by_tick: [String: Int64]
+    /// Unix time (ms) the last load request arrived, if any did.
+    public var last_ms: Int64?
+}
+
+/// Who sent what, as served by `GET /__sink/attribution`: for every `x-j4-tick`/`x-j4-vu`
+/// pair (for arrival-rate runs the VU is the shard), the count per `x-j4-worker`. A tester
+/// checks with it that no (tick, shard) was ever sent by two workers.
+public struct SinkAttribution: Sendable, Codable, Equatable {
+    /// "tick/vu" → worker → requests.
+    public var by_tick_vu: [String: [String: Int64]]
+    /// Requests not recorded because the table reached its cap (200,000 pairs).
+    public var overflow: Int64
 }
 
 /// A small calibration HTTP/1.1 server: the target for demos, tests and benchmarks.
@@ -61,7 +75,12 @@ public final class Sink: Sendable {
         var byWorker: [String: Int64] = [:]
         var byRun: [String: Int64] = [:]
         var bySecond: [Int64: Int64] = [:]
+        var byTick: [String: Int64] = [:]
+        var lastMs: Int64?
+        var attribution: [String: [String: Int64]] = [:]
+        var attributionOverflow: Int64 = 0
     }
+    static let attributionCap = 200_000
     let counters = Mutex(Counters())
     let options: SinkOptions
     let startedAt = ContinuousClock.now
@@ -109,8 +128,14 @@ public final class Sink: Sendable {
             SinkStats(
                 requests: c.requests, in_flight_max: c.inFlightMax, in_flight: c.inFlight, errors: c.errors,
                 by_worker: c.byWorker, by_run: c.byRun,
-                by_second: c.bySecond.keys.sorted().map { SinkStats.Second(t: $0, n: c.bySecond[$0]!) })
+                by_second: c.bySecond.keys.sorted().map { SinkStats.Second(t: $0, n: c.bySecond[$0]!) },
+                by_tick: c.byTick, last_ms: c.lastMs)
         }
+    }
+
+    /// Who sent what, per tick and VU.
+    public func attribution() -> SinkAttribution {
+        counters.withLock { SinkAttribution(by_tick_vu: $0.attribution, overflow: $0.attributionOverflow) }
     }
 
     /// Forgets every count.
@@ -122,15 +147,29 @@ public final class Sink: Sendable {
         }
     }
 
-    func arrived(worker: String?, run: String?) {
-        let second = Int64(Date().timeIntervalSince1970)
+    func arrived(_ headers: HTTPHeaders) {
+        let worker = headers.first(name: "x-j4-worker") ?? "-"
+        let run = headers.first(name: "x-j4-run") ?? "-"
+        let tick = headers.first(name: "x-j4-tick") ?? "-"
+        let vu = headers.first(name: "x-j4-vu")
+        let ms = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         counters.withLock { c in
             c.requests += 1
             c.inFlight += 1
             c.inFlightMax = max(c.inFlightMax, c.inFlight)
-            c.byWorker[worker ?? "-", default: 0] += 1
-            c.byRun[run ?? "-", default: 0] += 1
-            c.bySecond[second, default: 0] += 1
+            c.byWorker[worker, default: 0] += 1
+            c.byRun[run, default: 0] += 1
+            c.bySecond[ms / 1000, default: 0] += 1
+            c.byTick[tick, default: 0] += 1
+            c.lastMs = ms
+            if let vu {
+                let key = tick + "/" + vu
+                if c.attribution[key] != nil || c.attribution.count < Sink.attributionCap {
+                    c.attribution[key, default: [:]][worker, default: 0] += 1
+                } else {
+                    c.attributionOverflow += 1
+                }
+            }
         }
     }
 
@@ -173,7 +212,7 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let h):
             head = h
             if !h.uri.hasPrefix("/__sink/") {
-                sink()?.arrived(worker: h.headers.first(name: "x-j4-worker"), run: h.headers.first(name: "x-j4-run"))
+                sink()?.arrived(h.headers)
             }
         case .body:
             break
@@ -207,11 +246,14 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
             e.outputFormatting = [.sortedKeys]
             let body = (try? e.encode(sink.stats())).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             write(context: context, status: .ok, body: body + "\n", contentType: "application/json", keepAlive: keepAlive)
+        case (.GET, "/__sink/attribution"):
+            let body = (try? JSONEncoder().encode(sink.attribution())).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            write(context: context, status: .ok, body: body + "\n", contentType: "application/json", keepAlive: keepAlive)
         case (.POST, "/__sink/reset"):
             sink.reset()
             write(context: context, status: .ok, body: "{\"reset\":true}\n", contentType: "application/json", keepAlive: keepAlive)
         default:
-            write(context: context, status: .notFound, body: "{\"error\":\"GET /__sink/stats or POST /__sink/reset\"}\n", contentType: "application/json", keepAlive: keepAlive)
+            write(context: context, status: .notFound, body: "{\"error\":\"GET /__sink/stats, GET /__sink/attribution or POST /__sink/reset\"}\n", contentType: "application/json", keepAlive: keepAlive)
         }
     }
 

@@ -73,6 +73,13 @@ public final class SinkProcess: Sendable {
         return try JSONDecoder().decode(SinkStats.self, from: Data(buffer: body))
     }
 
+    /// `GET /__sink/attribution`.
+    public func attribution() async throws -> SinkAttribution {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/__sink/attribution"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 26)
+        return try JSONDecoder().decode(SinkAttribution.self, from: Data(buffer: body))
+    }
+
     /// Stops the sink.
     public func stop() async {
         child.send(SIGTERM)

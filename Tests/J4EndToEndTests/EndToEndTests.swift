@@ -139,55 +139,6 @@ struct EndToEndTests {
         await sink.stop()
     }
 
-    /// A cluster (redis-server, supervisor, one worker) running a long run at 100/s.
-    static func longRun(_ redis: EmbeddedRedis, _ sink: SinkProcess) async throws -> (run: String, supervisor: ChildProcess, worker: ChildProcess) {
-        let supervisor = try J4Binary.start(["supervisor", "--redis", redis.url])
-        let worker = try J4Binary.start(["worker", "--redis", redis.url, "--id", "solo"])
-        let file = try temporaryFile(Self.arrivalRate(sink, name: "long", start: 100, stages: "  - { duration: 60s, target: 100 }", shards: 4))
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
-        #expect(code == 0, "\(out)")
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
-        // Wait for load to reach the sink.
-        for _ in 0..<200 where try await sink.stats().requests < 100 { try await Task.sleep(for: .milliseconds(50)) }
-        return (run, supervisor, worker)
-    }
-
-    static func waitForState(_ c: RedisConnection, _ run: String, _ wanted: String) async throws -> String {
-        var state = ""
-        for _ in 0..<80 where state != wanted {
-            state = try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string ?? ""
-            if state != wanted { try await Task.sleep(for: .milliseconds(250)) }
-        }
-        return state
-    }
-
-    @Test("j4 stop and j4 abort: the load ends within two ticks and the accounting stays exact", arguments: ["stop", "abort"])
-    func stopAndAbort(command: String) async throws {
-        let redis = try await EmbeddedRedis.start()
-        let sink = try await SinkProcess.start()
-        let (run, supervisor, worker) = try await Self.longRun(redis, sink)
-        let (code, out) = try await J4Binary.run([command, run, "--redis", redis.url])
-        #expect(code == 0, "\(out)")
-        let c = redis.connect()
-        #expect(try await Self.waitForState(c, run, command == "stop" ? "stopped" : "aborted") == (command == "stop" ? "stopped" : "aborted"))
-        worker.send(SIGTERM)
-        #expect(await worker.wait() == 0)
-        supervisor.send(SIGTERM)
-        _ = await supervisor.wait()
-        let stats = try await sink.stats()
-        let s = try await J4Binary.summary(run, redis: redis)
-        let target = s["target"] as? Int ?? -1
-        // Far less than the 6000 the whole curve asks for: nothing past stop_tick was sent.
-        #expect(target > 0 && target < 1000, "target \(target)")
-        #expect(Int(stats.requests) == s["started"] as? Int)
-        #expect((s["started"] as? Int ?? 0) + (s["dropped"] as? Int ?? 0) + (s["unclaimed"] as? Int ?? 0) == target, "\(s)")
-        // At most the two ticks after the stop (100 each), and no more load after the run ended.
-        let stopTick = try await c.send(["HGET", RunKeys(run: run).ctl, "stop_tick"]).int ?? -1
-        #expect(Int(stats.requests) <= Int(stopTick) * 100)
-        await sink.stop()
-        await redis.stop()
-    }
-
     @Test("failures are counted by class: a sink answering 500 to everything")
     func failuresByClass() async throws {
         let sink = try await SinkProcess.start(["--error-rate", "1"])

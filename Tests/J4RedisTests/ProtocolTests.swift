@@ -3,6 +3,7 @@ import J4Core
 import J4Redis
 import J4Runtime
 import J4TestSupport
+import Synchronization
 import Testing
 
 /// A run stored in a real Redis and started, ready for lease and claim calls.
@@ -146,7 +147,7 @@ struct ProtocolTests {
         await r.redis.stop()
     }
 
-    @Test("claims only for now and next, never past stop; stop and abort")
+    @Test("claims only for now and next, never past stop; stop at the next boundary unless it is granted; abort")
     func windowsAndStop() async throws {
         let r = try await StartedRun.make(shards: 2)
         let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
@@ -154,10 +155,18 @@ struct ProtocolTests {
         let n = try await r.nextTick()
         #expect(try await r.client.claim(r.c, worker: "A", tick: n + 1, shards: pairs).code == "early")
         if n >= 2 { #expect(try await r.client.claim(r.c, worker: "A", tick: n - 2, shards: pairs).code == "past") }
-        let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
-        // Ticks now (n - 1) and next (n) may already be granted: stop_tick is n + 1.
-        #expect(state == .stopping && stopTick == n + 1)
+        // The next tick (n) is granted before the stop: the stop cannot take it back, so the
+        // run ends one boundary later and F(stop_tick) still covers every grant.
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "ok")
+        #expect(try await r.ctl("claimed_tick") == String(n))
+        // Claim records name the worker; the tick's grant is in the per-tick accounting.
+        let record = try await r.c.send(["HGETALL", r.client.keys.claims(tick: n)]).hash ?? [:]
+        #expect(record == Dictionary(uniqueKeysWithValues: pairs.map { (String($0.0), "A|" + $0.1) }))
+        let g = try await r.c.send(["HGET", r.client.keys.ticks, "\(n):g"]).int
+        #expect(g == r.curve.firstIteration(ofTick: n + 1) - r.curve.firstIteration(ofTick: n))
+        let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
+        #expect(state == .stopping && stopTick == n + 1)
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "ok")  // a retry
         try await r.c.send(["HSET", r.client.keys.ctl, "stop_tick", String(n)])
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "stopped")
         // A stopping run still renews leases but hands out no new ones.
@@ -165,9 +174,33 @@ struct ProtocolTests {
         #expect(renewed.state == .stopping && renewed.held.count == 2)
         let (aborted, _) = try await r.client.abort(r.c, who: "test", reason: "because")
         #expect(aborted == .aborted)
-        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "not_running")
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: pairs).code == "aborted")
         let renew = try await r.client.renew(r.c, worker: "A", held: pairs)
         #expect(renew.state == .aborted && renew.held.isEmpty)
+        await r.redis.stop()
+    }
+
+    @Test("stop and abort with the next tick not yet granted end the run at the next boundary, and say so on j4:signals")
+    func stopAtNextBoundary() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let heard = Mutex<[String]>([])
+        let subscriber = RedisSubscriber(endpoint: r.redis.endpoint, channel: GlobalKeys.signals, clientName: "test-signals") { text in
+            heard.withLock { $0.append(text) }
+        }
+        defer { subscriber.close() }
+        while subscriber.subscribeCount == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let n = try await r.nextTick()
+        let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
+        #expect(state == .stopping && stopTick == n)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: a.held.map { ($0.key, $0.value.token) }).code == "stopped")
+        let (aborted, abortTick) = try await r.client.abort(r.c, who: "test", reason: "because")
+        #expect(aborted == .aborted && abortTick == n)
+        for _ in 0..<200 where heard.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(heard.withLock { $0 } == ["\(r.run) stopping \(n)", "\(r.run) aborted \(n)"])
+        let events = try await r.c.send(["XRANGE", r.client.keys.events, "-", "+"]).array ?? []
+        let types = events.compactMap { $0.array?.last?.hash?["type"] }
+        #expect(types.contains("stop") && types.contains("aborted"))
         await r.redis.stop()
     }
 
@@ -189,12 +222,14 @@ struct ProtocolTests {
     @Test("flush: a retried sequence number is counted once; max fields keep the maximum")
     func flushDedup() async throws {
         let r = try await StartedRun.make(shards: 2)
-        let fields: [(String, Int64)] = [("started", 5), ("ok", 4), ("err:timeout", 1), ("max:lat", 900)]
+        let fields: [(String, Int64)] = [("started", 5), ("ok", 4), ("err:timeout", 1), ("max:lat", 900), ("t:3:s", 5), ("t:3:d", 1)]
         #expect(try await r.client.flush(r.c, worker: "A", seq: 1, second: 100, fields: fields))
         #expect(try await !r.client.flush(r.c, worker: "A", seq: 1, second: 100, fields: fields))
         #expect(try await r.client.flush(r.c, worker: "B", seq: 1, second: 100, fields: [("started", 2), ("max:lat", 300)]))
         let totals = try await r.c.send(["HGETALL", r.client.keys.totals]).hash ?? [:]
         #expect(totals == ["started": "7", "ok": "4", "err:timeout": "1", "max:lat": "900"])
+        // Per-tick fields go to the ticks hash only, once per sequence number too.
+        #expect(try await r.c.send(["HGETALL", r.client.keys.ticks]).hash == ["3:s": "5", "3:d": "1"])
         await r.redis.stop()
     }
 

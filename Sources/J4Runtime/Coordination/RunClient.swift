@@ -36,7 +36,7 @@ public struct ClaimReply: Sendable {
     }
     /// Redis' clock when the script ran (ms).
     public var nowMs: Int64
-    /// `ok`, or why nothing was granted (`past`, `early`, `stopped`, `no_plan`, `not_running`, `not_started`).
+    /// `ok`, or why nothing was granted (`aborted`, `past`, `early`, `stopped`, `no_plan`, `not_running`, `not_started`).
     public var code: String
     /// `F(n)` (arrival-rate) or `V(n)` (VUs).
     public var first: Int64
@@ -81,7 +81,7 @@ public struct RunClient: Sendable {
 
     /// renew.lua: heartbeat and renew only.
     public func renew(_ c: RedisConnection, worker: String, held: [(Int, String)]) async throws -> LeaseReply {
-        let r = try await c.evalScript(Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers], args: [worker] + RunClient.pairs(held))
+        let r = try await c.evalScript(Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker] + RunClient.pairs(held))
         return try RunClient.leaseReply(r)
     }
 
@@ -94,7 +94,7 @@ public struct RunClient: Sendable {
 
     /// claim.lua: claims tick `tick` for the given leases.
     public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
-        let r = try await c.evalScript(Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick)], args: [worker, String(tick)] + RunClient.pairs(shards))
+        let r = try await c.evalScript(Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks], args: [worker, String(tick)] + RunClient.pairs(shards))
         guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 2 * Int(n) else {
             throw RedisError.unexpectedReply("claim: \(r)")
         }
@@ -108,7 +108,7 @@ public struct RunClient: Sendable {
     /// flush.lua: adds one second's metrics; false when this sequence number was already added.
     @discardableResult
     public func flush(_ c: RedisConnection, worker: String, seq: Int64, second: Int64, fields: [(String, Int64)]) async throws -> Bool {
-        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
+        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
         return r.int == 1
     }
 
@@ -124,14 +124,14 @@ public struct RunClient: Sendable {
     /// stop.lua in mode `stop` (a person's request) or `finish` (the supervisor, at the end).
     @discardableResult
     public func stop(_ c: RedisConnection, mode: String, who: String) async throws -> (RunState, Int64) {
-        let r = try await c.evalScript(Scripts.stop, keys: [keys.ctl, keys.events], args: [mode, who])
+        let r = try await c.evalScript(Scripts.stop, keys: [keys.ctl, keys.events], args: [mode, who, GlobalKeys.signals])
         return try RunClient.stateReply(r)
     }
 
     /// abort.lua: the kill switch.
     @discardableResult
     public func abort(_ c: RedisConnection, who: String, reason: String) async throws -> (RunState, Int64) {
-        let r = try await c.evalScript(Scripts.abort, keys: [keys.ctl, keys.events], args: [who, reason])
+        let r = try await c.evalScript(Scripts.abort, keys: [keys.ctl, keys.events], args: [who, reason, GlobalKeys.signals])
         return try RunClient.stateReply(r)
     }
 

@@ -4,9 +4,11 @@ import J4Redis
 
 /// The end-of-run (or so-far) summary merged from every worker's metrics in Redis.
 ///
-/// For arrival-rate runs, `target == started + dropped + unclaimed` holds once every worker
-/// has flushed: each iteration of the curve is either never granted (unclaimed), or granted
-/// and then started or dropped.
+/// For arrival-rate runs, `target == started + dropped + unclaimed + lost` holds once every
+/// worker has left the run: each iteration of the curve is either never granted (unclaimed),
+/// or granted and then started or dropped by its worker, or granted to a worker that was
+/// killed before it reported it (lost; some of those may have reached the target). While the
+/// run is live, granted iterations not reported yet are `pending` instead of lost.
 public struct RunSummary: Sendable, Codable {
     /// Latency percentiles in milliseconds, from the intended start of each iteration.
     public struct Latency: Sendable, Codable {
@@ -22,6 +24,11 @@ public struct RunSummary: Sendable, Codable {
     public var started: Int64
     public var dropped: Int64
     public var unclaimed: Int64
+    /// Granted to a worker that never reported them (killed with them in flight or unflushed);
+    /// 0 while the run is live.
+    public var lost: Int64
+    /// Granted and not reported yet (live runs only).
+    public var pending: Int64
     public var ok: Int64
     public var failed: Int64
     /// Error class → count.
@@ -33,7 +40,7 @@ public struct RunSummary: Sendable, Codable {
     public var duration_s: Double?
 
     enum CodingKeys: String, CodingKey {
-        case run, name, state, model, scenario, target, started, dropped, unclaimed, ok, failed, errors, latency_ms, workers, duration_s
+        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, workers, duration_s
     }
 
     /// Reads the run's ctl and totals and builds its summary.
@@ -60,13 +67,14 @@ public struct RunSummary: Sendable, Codable {
             if k.hasPrefix("lat:"), let b = Int64(k.dropFirst(4)) { histogram[b] = Int64(value) ?? 0 }
         }
         let target: Int64
-        let unclaimed: Int64
+        var unclaimed: Int64 = 0, lost: Int64 = 0, pending: Int64 = 0
         if d.model == .arrivalRate {
             target = curve.firstIteration(ofTick: min(info.stopTick, info.ticks))
             unclaimed = max(0, target - info.granted)
+            let unreported = max(0, info.granted - v("started") - v("dropped"))
+            if info.state.isLive { pending = unreported } else { lost = unreported }
         } else {
             target = curve.peakVUs
-            unclaimed = 0
         }
         func ms(_ us: Int64?) -> Double? { us.map { (Double($0) / 1000 * 1000).rounded() / 1000 } }
         let count = histogram.values.reduce(0, +)
@@ -81,7 +89,7 @@ public struct RunSummary: Sendable, Codable {
         }
         return RunSummary(
             run: info.id, name: d.name, state: info.state.rawValue, model: d.model.rawValue, scenario: d.scenario,
-            target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed,
+            target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending,
             ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency, workers: workers, duration_s: duration)
     }
 
@@ -101,6 +109,10 @@ public struct RunSummary: Sendable, Codable {
             "  started ..... \(started)",
             "  dropped ..... \(dropped)",
             "  unclaimed ... \(unclaimed)",
+        ]
+        if lost > 0 { lines.append("  lost ........ \(lost) (granted to a worker killed before it reported them)") }
+        if pending > 0 { lines.append("  pending ..... \(pending) (granted, not reported yet)") }
+        lines += [
             "  ok .......... \(ok)",
             "  failed ...... \(failed)",
             "  latency ..... p50=\(f(latency_ms.p50)) p90=\(f(latency_ms.p90)) p95=\(f(latency_ms.p95)) p99=\(f(latency_ms.p99)) max=\(f(latency_ms.max)) mean=\(f(latency_ms.mean))",

@@ -93,8 +93,10 @@ public enum HTTPScenario {
         let template = base
         let body = plan.body
         let client = vu.http
-        return { _ in
+        return { iteration in
             var request = template
+            request.headers.replaceOrAdd(name: "x-j4-tick", value: String(iteration.tick))
+            request.headers.replaceOrAdd(name: "x-j4-iteration", value: String(iteration.iteration))
             if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let response = try await client.execute(request, timeout: plan.timeout)
             for try await _ in response.body {}  // read the whole body, keep the connection

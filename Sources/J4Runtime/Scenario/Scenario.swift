@@ -29,6 +29,14 @@ public struct IterationContext: Sendable {
     public let vu: VUContext
     /// The global iteration number (arrival-rate) or the VU's own count (vus).
     public let iteration: Int64
+    /// The tick it belongs to (arrival-rate: the tick that granted it; vus: the tick it began in).
+    public let tick: Int64
+
+    /// The VU's attribution headers plus `x-j4-tick` and `x-j4-iteration`, so a server can
+    /// count what it received per tick and check it against J4's accounting.
+    public var attributionHeaders: [(String, String)] {
+        vu.attributionHeaders + [("x-j4-tick", String(tick)), ("x-j4-iteration", String(iteration))]
+    }
 }
 
 /// The body of one iteration; throwing means the iteration failed.

@@ -159,13 +159,24 @@ final class RunWorker: Sendable {
         tickTask?.cancel()
     }
 
-    /// The kill switch: every iteration in flight is cancelled.
+    /// The kill switch: every iteration in flight is cancelled, nothing more is claimed.
     func abort() {
         let tasks = state.withLock { s in
             s.aborted = true
-            return Array(s.fires.values) + Array(s.vuTasks.values)
+            s.runState = .aborted
+            return Array(s.fires.values) + Array(s.vuTasks.values) + (s.tickLoop.map { [$0] } ?? [])
         }
         for t in tasks { t.cancel() }
+    }
+
+    /// A stop or abort heard on the signals channel (the same facts also reach the worker
+    /// through its next claim or renew, should the message be lost).
+    func signal(state runState: RunState, stopTick: Int64) {
+        if runState == .aborted { abort() }
+        state.withLock { s in
+            s.stopTick = min(s.stopTick, stopTick)
+            if s.runState.isLive, runState != .aborted { s.runState = runState }
+        }
     }
 
     // MARK: - Time
@@ -304,7 +315,9 @@ final class RunWorker: Sendable {
         }
         guard let now = currentTick() else { return }
         var n = max(0, now)
-        let claimLead = min(tick / 2, .milliseconds(300))
+        // Claims go out a little before their tick, so that its first iterations are on time;
+        // a `j4 stop` that comes later than this before a boundary ends the run one tick later.
+        let claimLead = min(tick / 4, .milliseconds(200))
         while true {
             let (stop, live, leaving, leaveTick) = state.withLock { ($0.stopTick, $0.runState.isLive, $0.leaving, $0.leaveTick) }
             guard live, n < stop, n < curve.tickCount else { return }
@@ -386,6 +399,7 @@ final class RunWorker: Sendable {
         }
         guard let reply else { return }
         state.withLock { $0.stopTick = min($0.stopTick, reply.stopTick) }
+        if reply.code == "aborted" { abort() }
         guard reply.code == "ok" else {
             logger.debug("claim refused", metadata: ["tick": "\(n)", "code": "\(reply.code)"])
             return
@@ -438,6 +452,8 @@ final class RunWorker: Sendable {
         guard let start = state.withLock({ $0.startMs }), let end = tickEnd(n) else { return }
         let S = Int64(definition.shards)
         let startMs = Double(start)
+        // Per-tick accounting next to the per-second counters (flush.lua puts t:* in the ticks hash).
+        let tickStarted = "t:\(n):s", tickDropped = "t:\(n):d"
         await withDiscardingTaskGroup { group in
             var dropped: [Int64: Int64] = [:]  // second → count
             var g = range.lowerBound
@@ -464,6 +480,7 @@ final class RunWorker: Sendable {
                 }
                 guard verdict else { dropped[second, default: 0] += 1; continue }
                 metrics.add("started", second: second)
+                metrics.add(tickStarted, second: second)
                 let vu = Int64(shard)
                 let iteration = g
                 group.addTask { [self] in
@@ -471,7 +488,7 @@ final class RunWorker: Sendable {
                     var errorClassName: String?
                     do {
                         let (context, body) = try await body(forVU: vu)
-                        try await body(IterationContext(vu: context, iteration: iteration))
+                        try await body(IterationContext(vu: context, iteration: iteration, tick: n))
                     } catch {
                         ok = false
                         errorClassName = Task.isCancelled ? "aborted" : errorClass(of: error)
@@ -482,7 +499,10 @@ final class RunWorker: Sendable {
                     state.withLock { $0.inFlight -= 1 }
                 }
             }
-            for (second, count) in dropped { metrics.add("dropped", count, second: second) }
+            for (second, count) in dropped {
+                metrics.add("dropped", count, second: second)
+                metrics.add(tickDropped, count, second: second)
+            }
         }
     }
 
@@ -542,7 +562,7 @@ final class RunWorker: Sendable {
             metrics.add("started", second: second)
             var ok = true
             var cls: String?
-            do { try await body(IterationContext(vu: context, iteration: i)) } catch {
+            do { try await body(IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0)) } catch {
                 ok = false
                 cls = Task.isCancelled ? "aborted" : errorClass(of: error)
             }

@@ -15,6 +15,7 @@ public final class Worker: Sendable {
     let http: HTTPClient
     let logger: Logger
     let discoveryInterval: Duration
+    let endpoint: RedisEndpoint
     struct State {
         var runs: [String: (RunWorker, Task<Void, Never>)] = [:]
         var ignored: Set<String> = []
@@ -33,6 +34,7 @@ public final class Worker: Sendable {
         l[metadataKey: "worker"] = "\(id)"
         self.logger = l
         self.discoveryInterval = discoveryInterval
+        self.endpoint = endpoint
     }
 
     /// A worker id from the host name (the pod name in Kubernetes) and a boot nonce.
@@ -44,6 +46,11 @@ public final class Worker: Sendable {
     /// Runs until ``leave()``: discovers runs, takes part in each, and on leaving hands every
     /// lease back and flushes before returning.
     public func run() async {
+        // The fast path for stop and abort: act on the signal at once, not at the next claim.
+        let signals = RedisSubscriber(endpoint: endpoint, channel: GlobalKeys.signals, clientName: "j4-worker:\(id):signals", logger: logger) { [self] text in
+            signal(text)
+        }
+        defer { signals.close() }
         let discovery = Task { await discoveryLoop() }
         let leavingAlready = state.withLock { s in
             s.discovery = discovery
@@ -68,6 +75,14 @@ public final class Worker: Sendable {
             return s.discovery
         }
         discovery?.cancel()
+    }
+
+    /// A message on the signals channel: `<run> <state> <stop_tick>`.
+    func signal(_ text: String) {
+        let parts = text.split(separator: " ")
+        guard parts.count == 3, let state = RunState(rawValue: String(parts[1])), let stopTick = Int64(parts[2]) else { return }
+        guard let rw = self.state.withLock({ $0.runs[String(parts[0])]?.0 }) else { return }
+        rw.signal(state: state, stopTick: stopTick)
     }
 
     func discoveryLoop() async {
