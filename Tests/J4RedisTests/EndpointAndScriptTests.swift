@@ -75,6 +75,26 @@ struct ScriptContractTests {
         for word in ["Reply:", "Errors:"] { #expect(text.contains("-- \(word)"), "\(name).lua has no \(word) line") }
     }
 
+    @Test("the README's key schema lists every key, and its events table every event type the scripts write")
+    func readmeSchema() throws {
+        let readme = try String(contentsOf: Self.luaDirectory.deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        let k = RunKeys(run: "ID")
+        let keys = [k.ctl, k.plan, k.leases, k.owners, k.workers, k.claims(tick: 0).replacingOccurrences(of: ":0", with: ":<n>"),
+                    k.metrics(second: 0).replacingOccurrences(of: ":0", with: ":<second>"), k.totals, k.flushSeqs, k.events, k.ticks,
+                    GlobalKeys.runs, GlobalKeys.active, GlobalKeys.leader, GlobalKeys.signals]
+        for key in keys { #expect(readme.contains("| `\(key)` |"), "README's key table lacks \(key)") }
+        let eventsTable = readme.components(separatedBy: "### Event types").last?.components(separatedBy: "\n## ").first ?? ""
+        var types = 0
+        for file in try FileManager.default.contentsOfDirectory(atPath: Self.luaDirectory.path) where file.hasSuffix(".lua") {
+            let text = try String(contentsOf: Self.luaDirectory.appendingPathComponent(file), encoding: .utf8)
+            for m in text.matches(of: /'type', '([a-z_]+)'/) {
+                types += 1
+                #expect(eventsTable.contains("| `\(m.1)`") || eventsTable.contains(", `\(m.1)` |"), "README's events table lacks \(m.1) (from \(file))")
+            }
+        }
+        #expect(types >= 12, "the scripts' XADD calls were not found")
+    }
+
     @Test("every script in lua/ has a descriptor")
     func allDescribed() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.luaDirectory.path).filter { $0.hasSuffix(".lua") }.map { String($0.dropLast(4)) }
