@@ -52,12 +52,12 @@ public struct SinkStats: Sendable, Codable, Equatable {
     public var last_ms: Int64?
 }
 
-/// Who sent what, as served by `GET /__sink/attribution`: for every `x-j4-tick`/`x-j4-vu`
-/// pair (for arrival-rate runs the VU is the shard), the count per `x-j4-worker`. A tester
-/// checks with it that no (tick, shard) was ever sent by two workers.
+/// Who sent what, as served by `GET /__sink/attribution`: for every `x-j4-tick`/`x-j4-shard`
+/// pair, the count per `x-j4-worker`. A tester checks with it that no (tick, shard) was ever
+/// sent by two workers.
 public struct SinkAttribution: Sendable, Codable, Equatable {
-    /// "tick/vu" → worker → requests.
-    public var by_tick_vu: [String: [String: Int64]]
+    /// "tick/shard" → worker → requests.
+    public var by_tick_shard: [String: [String: Int64]]
     /// Requests not recorded because the table reached its cap (200,000 pairs).
     public var overflow: Int64
 }
@@ -133,9 +133,9 @@ public final class Sink: Sendable {
         }
     }
 
-    /// Who sent what, per tick and VU.
+    /// Who sent what, per tick and shard.
     public func attribution() -> SinkAttribution {
-        counters.withLock { SinkAttribution(by_tick_vu: $0.attribution, overflow: $0.attributionOverflow) }
+        counters.withLock { SinkAttribution(by_tick_shard: $0.attribution, overflow: $0.attributionOverflow) }
     }
 
     /// Forgets every count.
@@ -151,7 +151,7 @@ public final class Sink: Sendable {
         let worker = headers.first(name: "x-j4-worker") ?? "-"
         let run = headers.first(name: "x-j4-run") ?? "-"
         let tick = headers.first(name: "x-j4-tick") ?? "-"
-        let vu = headers.first(name: "x-j4-vu")
+        let shard = headers.first(name: "x-j4-shard")
         let ms = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         counters.withLock { c in
             c.requests += 1
@@ -162,8 +162,8 @@ public final class Sink: Sendable {
             c.bySecond[ms / 1000, default: 0] += 1
             c.byTick[tick, default: 0] += 1
             c.lastMs = ms
-            if let vu {
-                let key = tick + "/" + vu
+            if let shard {
+                let key = tick + "/" + shard
                 if c.attribution[key] != nil || c.attribution.count < Sink.attributionCap {
                     c.attribution[key, default: [:]][worker, default: 0] += 1
                 } else {

@@ -307,11 +307,11 @@ extension EndToEndTests {
         // Every (tick, shard) the sink got load for came from one worker, the one claim.lua
         // granted it to: w1 sent nothing for the shards it lost, before or after SIGCONT.
         let attribution = try await cluster.sink.attribution()
-        #expect(attribution.overflow == 0 && !attribution.by_tick_vu.isEmpty)
+        #expect(attribution.overflow == 0 && !attribution.by_tick_shard.isEmpty)
         var claims: [Int64: [String: String]] = [:]
         for n in Int64(0)..<16 { claims[n] = try await cluster.c.send(["HGETALL", RunKeys(run: run).claims(tick: n)]).hash ?? [:] }
         var fromStalled = 0
-        for (key, senders) in attribution.by_tick_vu {
+        for (key, senders) in attribution.by_tick_shard {
             let p = key.split(separator: "/").map(String.init)
             guard p.count == 2, let n = Int64(p[0]) else { Issue.record("bad attribution key \(key)"); continue }
             #expect(senders.count == 1, "(tick, shard) \(key) was sent by \(senders)")

@@ -14,6 +14,28 @@ public struct RunSummary: Sendable, Codable {
     public struct Latency: Sendable, Codable {
         public var p50: Double?, p90: Double?, p95: Double?, p99: Double?, max: Double?, mean: Double?
     }
+    /// One step of a scenario, over the whole cluster.
+    public struct Step: Sendable, Codable {
+        /// Times it ran.
+        public var count: Int64
+        /// Times it threw.
+        public var failed: Int64
+        /// Failures by error class.
+        public var errors: [String: Int64]
+        /// Its duration in milliseconds.
+        public var latency_ms: Latency
+    }
+    /// One check: how often it held.
+    public struct Check: Sendable, Codable {
+        public var pass: Int64, fail: Int64
+    }
+    /// A custom duration histogram (such as message delivery time).
+    public struct Trend: Sendable, Codable {
+        /// Values recorded.
+        public var count: Int64
+        /// In milliseconds.
+        public var latency_ms: Latency
+    }
     public var run: String
     public var name: String
     public var state: String
@@ -34,13 +56,21 @@ public struct RunSummary: Sendable, Codable {
     /// Error class → count.
     public var errors: [String: Int64]
     public var latency_ms: Latency
+    /// Scenario steps by name.
+    public var steps: [String: Step]
+    /// Checks by name.
+    public var checks: [String: Check]
+    /// Custom counters by name.
+    public var counters: [String: Int64]
+    /// Custom duration histograms by name.
+    public var trends: [String: Trend]
     /// Workers that reported metrics.
     public var workers: Int
     /// Seconds from tick 0 to the end (or to now).
     public var duration_s: Double?
 
     enum CodingKeys: String, CodingKey {
-        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, workers, duration_s
+        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, steps, checks, counters, trends, workers, duration_s
     }
 
     /// Reads the run's ctl and totals and builds its summary.
@@ -76,13 +106,8 @@ public struct RunSummary: Sendable, Codable {
         } else {
             target = curve.peakVUs
         }
-        func ms(_ us: Int64?) -> Double? { us.map { (Double($0) / 1000 * 1000).rounded() / 1000 } }
-        let count = histogram.values.reduce(0, +)
-        let latency = Latency(
-            p50: ms(LatencyBuckets.quantile(0.50, of: histogram)), p90: ms(LatencyBuckets.quantile(0.90, of: histogram)),
-            p95: ms(LatencyBuckets.quantile(0.95, of: histogram)), p99: ms(LatencyBuckets.quantile(0.99, of: histogram)),
-            max: totals["max:lat"].flatMap { Int64($0) }.flatMap { $0 < 0 ? nil : ms($0) },
-            mean: count > 0 ? ms(v("lat_sum_us") / count) : nil)
+        let latency = latencyOf(histogram, sumUs: v("lat_sum_us"), maxUs: totals["max:lat"].flatMap { Int64($0) })
+        let (steps, checks, counters, trends) = scenarioMetrics(totals)
         var duration: Double?
         if let start = info.startMs, let end = info.finishedMs ?? nowMs {
             duration = max(0, Double(end - start) / 1000)
@@ -90,7 +115,63 @@ public struct RunSummary: Sendable, Codable {
         return RunSummary(
             run: info.id, name: d.name, state: info.state.rawValue, model: d.model.rawValue, scenario: d.scenario,
             target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending,
-            ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency, workers: workers, duration_s: duration)
+            ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency,
+            steps: steps, checks: checks, counters: counters, trends: trends, workers: workers, duration_s: duration)
+    }
+
+    static func latencyOf(_ histogram: [Int64: Int64], sumUs: Int64, maxUs: Int64?) -> Latency {
+        func ms(_ us: Int64?) -> Double? { us.map { Double($0) / 1000 } }
+        let count = histogram.values.reduce(0, +)
+        return Latency(
+            p50: ms(LatencyBuckets.quantile(0.50, of: histogram)), p90: ms(LatencyBuckets.quantile(0.90, of: histogram)),
+            p95: ms(LatencyBuckets.quantile(0.95, of: histogram)), p99: ms(LatencyBuckets.quantile(0.99, of: histogram)),
+            max: maxUs.flatMap { $0 < 0 ? nil : ms($0) },
+            mean: count > 0 ? ms(sumUs / count) : nil)
+    }
+
+    /// Steps (`s:<name>:…`), checks (`k:<name>:p|f`), counters (`c:<name>`) and trends
+    /// (`x:<name>:…`) from a run's totals.
+    static func scenarioMetrics(_ totals: [String: String]) -> ([String: Step], [String: Check], [String: Int64], [String: Trend]) {
+        var hist: [String: [Int64: Int64]] = [:]
+        var sums: [String: Int64] = [:], maxes: [String: Int64] = [:]
+        var failed: [String: Int64] = [:], stepErrors: [String: [String: Int64]] = [:]
+        var checks: [String: Check] = [:], counters: [String: Int64] = [:]
+        for (key, text) in totals {
+            guard let value = Int64(text) else { continue }
+            let p = key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            switch (p.first ?? "", p.count) {
+            case ("c", 2):
+                counters[p[1]] = value
+            case ("k", 3):
+                var c = checks[p[1]] ?? Check(pass: 0, fail: 0)
+                if p[2] == "p" { c.pass = value } else { c.fail = value }
+                checks[p[1]] = c
+            case ("s", 4) where p[2] == "h", ("x", 4) where p[2] == "h":
+                if let b = Int64(p[3]) { hist[p[0] + ":" + p[1], default: [:]][b] = value }
+            case ("s", 3) where p[2] == "sum", ("x", 3) where p[2] == "sum":
+                sums[p[0] + ":" + p[1]] = value
+            case ("s", 3) where p[2] == "f":
+                failed[p[1]] = value
+            case ("s", 4) where p[2] == "e":
+                stepErrors[p[1], default: [:]][p[3]] = value
+            case ("max", 3):
+                maxes[p[1] + ":" + p[2]] = value
+            default:
+                break
+            }
+        }
+        var steps: [String: Step] = [:], trends: [String: Trend] = [:]
+        for (prefix, h) in hist {
+            let name = String(prefix.dropFirst(2))
+            let latency = latencyOf(h, sumUs: sums[prefix] ?? 0, maxUs: maxes[prefix])
+            let count = h.values.reduce(0, +)
+            if prefix.hasPrefix("s:") {
+                steps[name] = Step(count: count, failed: failed[name] ?? 0, errors: stepErrors[name] ?? [:], latency_ms: latency)
+            } else {
+                trends[name] = Trend(count: count, latency_ms: latency)
+            }
+        }
+        return (steps, checks, counters, trends)
     }
 
     /// Pretty JSON with sorted keys.
@@ -120,6 +201,20 @@ public struct RunSummary: Sendable, Codable {
         ]
         if !errors.isEmpty {
             lines.append("  errors ...... " + errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        }
+        for (name, step) in steps.sorted(by: { $0.key < $1.key }) {
+            let l = step.latency_ms
+            lines.append("  step \(name) ... n=\(step.count) failed=\(step.failed) p50=\(f(l.p50)) p95=\(f(l.p95)) p99=\(f(l.p99)) max=\(f(l.max))"
+                + (step.errors.isEmpty ? "" : " errors: " + step.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")))
+        }
+        for (name, c) in checks.sorted(by: { $0.key < $1.key }) {
+            let total = c.pass + c.fail
+            lines.append("  check \(name) ... \(total == 0 ? "-" : String(format: "%.2f%%", 100 * Double(c.pass) / Double(total))) (\(c.pass) of \(total))")
+        }
+        for (name, n) in counters.sorted(by: { $0.key < $1.key }) { lines.append("  counter \(name) ... \(n)") }
+        for (name, t) in trends.sorted(by: { $0.key < $1.key }) {
+            let l = t.latency_ms
+            lines.append("  trend \(name) ... n=\(t.count) p50=\(f(l.p50)) p95=\(f(l.p95)) p99=\(f(l.p99)) max=\(f(l.max)) mean=\(f(l.mean))")
         }
         if let duration_s { lines.append("  duration .... \(String(format: "%.1fs", duration_s))") }
         return lines.joined(separator: "\n")

@@ -95,8 +95,8 @@ public enum HTTPScenario {
         let client = vu.http
         return { iteration in
             var request = template
-            request.headers.replaceOrAdd(name: "x-j4-tick", value: String(iteration.tick))
-            request.headers.replaceOrAdd(name: "x-j4-iteration", value: String(iteration.iteration))
+            for (k, v) in iteration.iterationHeaders { request.headers.replaceOrAdd(name: k, value: v) }
+            request.headers.replaceOrAdd(name: "traceparent", value: TraceContext.traceparent(traceID: iteration.traceID))
             if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let response = try await client.execute(request, timeout: plan.timeout)
             for try await _ in response.body {}  // read the whole body, keep the connection

@@ -2,43 +2,6 @@ import AsyncHTTPClient
 import J4Core
 import Logging
 
-/// What a VU knows about itself; handed to a scenario's per-VU setup.
-public struct VUContext: Sendable {
-    /// The run id.
-    public let run: String
-    /// The worker running this VU.
-    public let worker: String
-    /// The VU number (arrival-rate: the shard number), stable when its shard moves.
-    public let vu: Int64
-    /// `params` from the run definition.
-    public let params: JSONValue
-    /// A logger labelled with run, worker and VU.
-    public let logger: Logger
-    /// The shared HTTP client (keep-alive pool).
-    public let http: HTTPClient
-
-    /// Headers every request J4 sends carries, so a server can attribute load.
-    public var attributionHeaders: [(String, String)] {
-        [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu))]
-    }
-}
-
-/// What one iteration knows.
-public struct IterationContext: Sendable {
-    /// Its VU.
-    public let vu: VUContext
-    /// The global iteration number (arrival-rate) or the VU's own count (vus).
-    public let iteration: Int64
-    /// The tick it belongs to (arrival-rate: the tick that granted it; vus: the tick it began in).
-    public let tick: Int64
-
-    /// The VU's attribution headers plus `x-j4-tick` and `x-j4-iteration`, so a server can
-    /// count what it received per tick and check it against J4's accounting.
-    public var attributionHeaders: [(String, String)] {
-        vu.attributionHeaders + [("x-j4-tick", String(tick)), ("x-j4-iteration", String(iteration))]
-    }
-}
-
 /// The body of one iteration; throwing means the iteration failed.
 public typealias IterationBody = @Sendable (IterationContext) async throws -> Void
 
@@ -49,6 +12,17 @@ public protocol ClassifiedError: Error {
 }
 
 /// A named load scenario: a per-VU setup that returns the iteration body.
+///
+/// ```swift
+/// let browse = Scenario("browse") { vu in
+///     // Once per VU: log in, open sessions, start background routines.
+///     let token = try await vu.step("login") { try await login(vu) }
+///     return { iteration in
+///         // Again and again: one iteration.
+///         try await iteration.step("home") { try await home(token, iteration) }
+///     }
+/// }
+/// ```
 public struct Scenario: Sendable {
     /// The name a run definition refers to with `scenario:`.
     public let name: String
@@ -85,13 +59,63 @@ public struct ScenarioCatalog: Sendable {
     public subscript(name: String) -> Scenario? { scenarios[name] }
 }
 
+/// What one iteration knows, and the VU's tools at hand.
+public struct IterationContext: Sendable {
+    /// Its VU.
+    public let vu: VUContext
+    /// The global iteration number (arrival-rate) or the VU's own count (vus).
+    public let iteration: Int64
+    /// The tick it belongs to (arrival-rate: the tick that granted it; vus: the tick it began in).
+    public let tick: Int64
+    /// The shard it belongs to (arrival-rate: iteration mod shards; vus: the VU's shard).
+    public let shard: Int
+    /// The W3C trace id of this iteration: every request it sends is a span of this trace.
+    public let traceID: String
+
+    /// A context (for tests of scenario code and for the runtime).
+    public init(vu: VUContext, iteration: Int64, tick: Int64, shard: Int) {
+        self.vu = vu
+        self.iteration = iteration
+        self.tick = tick
+        self.shard = shard
+        self.traceID = TraceContext.newTraceID()
+    }
+
+    /// `x-j4-tick`, `x-j4-shard` and `x-j4-iteration`.
+    public var iterationHeaders: [(String, String)] {
+        [("x-j4-tick", String(tick)), ("x-j4-shard", String(shard)), ("x-j4-iteration", String(iteration))]
+    }
+
+    /// The VU's attribution headers plus the iteration's, so a server can attribute load and
+    /// check it against J4's accounting.
+    public var attributionHeaders: [(String, String)] { vu.attributionHeaders + iterationHeaders }
+
+    /// ``VUContext/step(_:_:)``.
+    public func step<T: Sendable>(_ name: String, _ body: () async throws -> T) async throws -> T {
+        try await vu.step(name, body)
+    }
+
+    /// ``VUContext/check(_:_:)``.
+    @discardableResult
+    public func check(_ name: String, _ condition: Bool) -> Bool { vu.check(name, condition) }
+
+    /// The VU's custom metrics.
+    public var metrics: ScenarioMetrics { vu.metrics }
+    /// The run's `params`.
+    public var params: JSONValue { vu.params }
+    /// The VU's logger.
+    public var logger: Logger { vu.logger }
+}
+
 /// Turns any error into a counter name.
-func errorClass(of error: any Error) -> String {
+public func errorClass(of error: any Error) -> String {
     if let c = error as? any ClassifiedError { return c.errorClass }
+    if error is CancellationError { return "cancelled" }
     if let h = error as? HTTPClientError {
         switch h {
         case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout: return "timeout"
         case .remoteConnectionClosed: return "connection_closed"
+        case .cancelled: return "cancelled"
         default: return "http_client"
         }
     }

@@ -1,16 +1,29 @@
 import J4Core
 import Synchronization
 
-/// Counts a worker's iterations per second (server clock) until they are flushed to Redis.
+/// Counts a worker's iterations, steps, checks and custom metrics per second (server clock)
+/// until they are flushed to Redis.
 ///
 /// Only counters and histogram buckets are kept, never raw samples, so memory does not grow
 /// with the length of a run: what is flushed is dropped.
 public final class MetricsRecorder: Sendable {
+    struct Histogram {
+        var buckets: [Int64: Int64] = [:]
+        var sumUs: Int64 = 0
+        var maxUs: Int64 = -1
+
+        mutating func add(_ micros: Int64) {
+            buckets[LatencyBuckets.bucket(ofMicros: micros), default: 0] += 1
+            sumUs += micros
+            maxUs = max(maxUs, micros)
+        }
+    }
     struct Second {
         var counters: [String: Int64] = [:]
-        var latency: [Int64: Int64] = [:]
-        var latencySumUs: Int64 = 0
-        var latencyMaxUs: Int64 = -1
+        /// Iteration latency (fields `lat:<b>`, `lat_sum_us`, `max:lat`).
+        var latency = Histogram()
+        /// Step and custom histograms by prefix (fields `<prefix>:h:<b>`, `<prefix>:sum`, `max:<prefix>`).
+        var histograms: [String: Histogram] = [:]
     }
     private let seconds = Mutex<[Int64: Second]>([:])
 
@@ -23,16 +36,18 @@ public final class MetricsRecorder: Sendable {
         seconds.withLock { $0[second, default: Second()].counters[name, default: 0] += n }
     }
 
+    /// Records one value (µs) in the histogram `prefix` of `second`.
+    public func observe(_ prefix: String, micros: Int64, second: Int64) {
+        seconds.withLock { $0[second, default: Second()].histograms[prefix, default: Histogram()].add(max(0, micros)) }
+    }
+
     /// Records a finished iteration: ok or failed (with its error class), and its latency.
     public func finished(second: Int64, ok: Bool, errorClass: String?, latencyUs: Int64) {
-        let bucket = LatencyBuckets.bucket(ofMicros: latencyUs)
         seconds.withLock { all in
             var s = all[second, default: Second()]
             s.counters[ok ? "ok" : "failed", default: 0] += 1
             if let errorClass { s.counters["err:" + errorClass, default: 0] += 1 }
-            s.latency[bucket, default: 0] += 1
-            s.latencySumUs += latencyUs
-            s.latencyMaxUs = max(s.latencyMaxUs, latencyUs)
+            s.latency.add(max(0, latencyUs))
             all[second] = s
         }
     }
@@ -46,12 +61,23 @@ public final class MetricsRecorder: Sendable {
         return taken.keys.sorted().map { sec in
             let s = taken[sec]!
             var fields = s.counters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-            for (b, n) in s.latency.sorted(by: { $0.key < $1.key }) { fields.append(("lat:\(b)", n)) }
-            if s.latencyMaxUs >= 0 {
-                fields.append(("lat_sum_us", s.latencySumUs))
-                fields.append(("max:lat", s.latencyMaxUs))
+            if s.latency.maxUs >= 0 {
+                for (b, n) in s.latency.buckets.sorted(by: { $0.key < $1.key }) { fields.append(("lat:\(b)", n)) }
+                fields.append(("lat_sum_us", s.latency.sumUs))
+                fields.append(("max:lat", s.latency.maxUs))
+            }
+            for (prefix, h) in s.histograms.sorted(by: { $0.key < $1.key }) {
+                for (b, n) in h.buckets.sorted(by: { $0.key < $1.key }) { fields.append(("\(prefix):h:\(b)", n)) }
+                fields.append(("\(prefix):sum", h.sumUs))
+                fields.append(("max:\(prefix)", h.maxUs))
             }
             return (sec, fields)
         }
+    }
+
+    /// A duration in whole microseconds (never negative).
+    public static func micros(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return max(0, s * 1_000_000 + atto / 1_000_000_000_000)
     }
 }

@@ -91,7 +91,8 @@ final class RunWorker: Sendable {
     let metrics = MetricsRecorder()
     let nonce = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     let state: Mutex<State>
-    let bodies = Mutex<[Int64: Task<(VUContext, IterationBody), any Error>]>([:])
+    /// Arrival-rate: VUs set up here and idle, how many exist, and numbers free for reuse.
+    let vuPool = Mutex<(idle: [(VUContext, IterationBody)], count: Int64, free: [Int64])>(([], 0, []))
     let flushSeq = Atomic<Int64>(0)
     let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
 
@@ -137,6 +138,7 @@ final class RunWorker: Sendable {
         await leaseTask.value
         flushTask.cancel()
         await flushTask.value
+        await endIdleVUs()
         await handOff()
         await flushNow(final: true)
         logger.info("worker left run", metadata: ["worker": "\(worker)"])
@@ -430,16 +432,48 @@ final class RunWorker: Sendable {
 
     // MARK: - Arrival rate
 
-    /// The VU's context and iteration body, set up once per VU on this worker.
-    func body(forVU vu: Int64) async throws -> (VUContext, IterationBody) {
-        let task = bodies.withLock { all in
-            if let t = all[vu] { return t }
-            let context = VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http)
-            let t = Task { (context, try await scenario.setup(context)) }
-            all[vu] = t
-            return t
+    /// What a VU's custom metrics, steps and checks record into.
+    var scenarioMetrics: ScenarioMetrics {
+        ScenarioMetrics(recorder: metrics) { [clock] in Int64((clock.serverMs(at: .now) ?? 0) / 1000) }
+    }
+
+    func makeContext(vu: Int64) -> VUContext {
+        VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http, metrics: scenarioMetrics)
+    }
+
+    /// Arrival-rate: an idle VU, or a new one set up now. At most `maxInFlight` exist, since
+    /// each runs one iteration at a time and no more than that many are in flight.
+    func checkoutVU() async throws -> (VUContext, IterationBody) {
+        let taken = vuPool.withLock { p -> (VUContext, IterationBody)? in p.idle.popLast() }
+        if let taken { return taken }
+        let number = vuPool.withLock { p -> Int64 in
+            p.count += 1
+            return p.free.popLast() ?? (p.count - 1)
         }
-        return try await task.value
+        let context = makeContext(vu: number)
+        do {
+            return (context, try await scenario.setup(context))
+        } catch {
+            await context.end()
+            vuPool.withLock { p in
+                p.count -= 1
+                p.free.append(number)
+            }
+            throw SetupFailed(underlying: error)
+        }
+    }
+
+    func checkinVU(_ vu: (VUContext, IterationBody)) {
+        vuPool.withLock { $0.idle.append(vu) }
+    }
+
+    /// Ends every arrival-rate VU (all are idle once no iteration is in flight).
+    func endIdleVUs() async {
+        let idle = vuPool.withLock { p in
+            defer { p.idle = []; p.count = 0; p.free = [] }
+            return p.idle
+        }
+        for (context, _) in idle { await context.end() }
     }
 
     func fireIterations(tick n: Int64, shards: Set<Int>, range: Range<Int64>) async {
@@ -481,21 +515,22 @@ final class RunWorker: Sendable {
                 guard verdict else { dropped[second, default: 0] += 1; continue }
                 metrics.add("started", second: second)
                 metrics.add(tickStarted, second: second)
-                let vu = Int64(shard)
                 let iteration = g
                 group.addTask { [self] in
                     var ok = true
                     var errorClassName: String?
                     do {
-                        let (context, body) = try await body(forVU: vu)
-                        try await body(IterationContext(vu: context, iteration: iteration, tick: n))
+                        let vu = try await checkoutVU()
+                        defer { checkinVU(vu) }
+                        try await vu.1(IterationContext(vu: vu.0, iteration: iteration, tick: n, shard: shard))
                     } catch {
                         ok = false
-                        errorClassName = Task.isCancelled ? "aborted" : errorClass(of: error)
+                        errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { _ in "setup" } ?? errorClass(of: error)
+                        if let failed = error as? SetupFailed { logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"]) }
                     }
                     let doneAt = ContinuousClock.now
                     let latency = at.duration(to: doneAt)
-                    metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: RunWorker.micros(latency))
+                    metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
                     state.withLock { $0.inFlight -= 1 }
                 }
             }
@@ -504,11 +539,6 @@ final class RunWorker: Sendable {
                 metrics.add(tickDropped, count, second: second)
             }
         }
-    }
-
-    static func micros(_ d: Duration) -> Int64 {
-        let (s, atto) = d.components
-        return max(0, s * 1_000_000 + atto / 1_000_000_000_000)
     }
 
     // MARK: - VUs
@@ -533,10 +563,17 @@ final class RunWorker: Sendable {
         }
     }
 
+    /// One VU of a `vus` run on this worker: set up, loop while the curve wants it and its
+    /// shard's lease is trusted, then end (its routines cancelled, its teardown hooks run).
     func runVU(_ j: Int64) async {
-        defer { _ = state.withLock { $0.vuTasks.removeValue(forKey: j) } }
+        let context = makeContext(vu: j)
+        await loopVU(j, context)
+        await context.end()
+        _ = state.withLock { $0.vuTasks.removeValue(forKey: j) }
+    }
+
+    func loopVU(_ j: Int64, _ context: VUContext) async {
         let shard = Int(j % Int64(definition.shards))
-        let context = VUContext(run: run, worker: worker, vu: j, params: definition.params, logger: logger, http: http)
         let body: IterationBody
         do {
             body = try await scenario.setup(context)
@@ -562,11 +599,11 @@ final class RunWorker: Sendable {
             metrics.add("started", second: second)
             var ok = true
             var cls: String?
-            do { try await body(IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0)) } catch {
+            do { try await body(IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0, shard: shard)) } catch {
                 ok = false
                 cls = Task.isCancelled ? "aborted" : errorClass(of: error)
             }
-            metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: RunWorker.micros(began.duration(to: .now)))
+            metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: MetricsRecorder.micros(began.duration(to: .now)))
             i += 1
         }
     }
@@ -608,4 +645,9 @@ final class RunWorker: Sendable {
             if final, sent < batch.count { try? await Task.sleep(for: .milliseconds(200)) }
         }
     }
+}
+
+/// A VU's setup threw: its iteration is counted failed with class `setup`.
+struct SetupFailed: Error {
+    let underlying: any Error
 }

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import NIOCore
+import NIOHTTP1
+
+/// A response read to its end.
+public struct HTTPResult: Sendable {
+    /// The status code.
+    public let status: Int
+    /// The response headers.
+    public let headers: HTTPHeaders
+    /// The whole body.
+    public let body: ByteBuffer
+
+    /// The body as UTF-8 text.
+    public var text: String { String(buffer: body) }
+
+    /// The body as JSON.
+    public func json() throws -> JSONValue { try decode(JSONValue.self) }
+
+    /// The body decoded as JSON into `type`.
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+    }
+}
+
+/// A GraphQL response with a non-empty `errors` array: a failure even when the status is 200.
+public struct GraphQLErrors: ClassifiedError, CustomStringConvertible {
+    /// The `message` of each error.
+    public let messages: [String]
+    public var errorClass: String { "graphql" }
+    public var description: String { "GraphQL errors: " + messages.joined(separator: "; ") }
+}
+
+/// W3C trace context (`traceparent`) for the requests J4 sends.
+public enum TraceContext {
+    /// A new random 16-byte trace id in hex (never all zeros).
+    public static func newTraceID() -> String { hex(UInt64.random(in: 1...UInt64.max)) + hex(UInt64.random(in: 0...UInt64.max)) }
+
+    /// `00-<trace id>-<new span id>-01`: a new span of trace `traceID`, sampled.
+    public static func traceparent(traceID: String) -> String {
+        "00-\(traceID)-\(hex(UInt64.random(in: 1...UInt64.max)))-01"
+    }
+
+    static func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}
+
+extension VUContext {
+    /// Sends `request` as the step `name` (timed, failures classified) with J4's attribution
+    /// headers plus `extraHeaders`, reads the whole body (at most `maxBody` bytes) and throws
+    /// ``UnexpectedStatus`` for a status outside `expect` (nil accepts any).
+    public func http(
+        _ name: String, _ request: HTTPClientRequest, timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299,
+        maxBody: Int = 16 << 20, traceID: String = TraceContext.newTraceID(), extraHeaders: [(String, String)] = []
+    ) async throws -> HTTPResult {
+        var request = request
+        for (k, v) in attributionHeaders + extraHeaders { request.headers.replaceOrAdd(name: k, value: v) }
+        request.headers.replaceOrAdd(name: "traceparent", value: TraceContext.traceparent(traceID: traceID))
+        let client = http
+        let sent = request
+        return try await step(name) {
+            let (s, atto) = timeout.components
+            let response = try await client.execute(sent, timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000))
+            let body = try await response.body.collect(upTo: maxBody)
+            let status = Int(response.status.code)
+            if let expect, !expect.contains(status) { throw UnexpectedStatus(status: status) }
+            return HTTPResult(status: status, headers: response.headers, body: body)
+        }
+    }
+
+    /// Posts a GraphQL operation to `url` as the step `name`; returns its `data`. A response
+    /// whose `errors` array is not empty throws ``GraphQLErrors``, whatever its status.
+    public func graphQL(
+        _ name: String, url: String, query: String, variables: [String: JSONValue] = [:], operationName: String? = nil,
+        headers: [(String, String)] = [], timeout: Duration = .seconds(30), traceID: String = TraceContext.newTraceID(),
+        extraHeaders: [(String, String)] = []
+    ) async throws -> JSONValue {
+        var payload: [String: JSONValue] = ["query": .string(query), "variables": .object(variables)]
+        if let operationName { payload["operationName"] = .string(operationName) }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "accept", value: "application/graphql-response+json, application/json")
+        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
+        request.body = .bytes(ByteBuffer(string: JSONValue.object(payload).canonicalJSON))
+        // A GraphQL server may answer errors with 200 or with 4xx; both are read for `errors`.
+        let result = try await http(name + ".http", request, timeout: timeout, expect: nil, traceID: traceID, extraHeaders: extraHeaders)
+        return try await step(name) {
+            let body = try? result.json()
+            if let errors = body?["errors"]?.arrayValue, !errors.isEmpty {
+                throw GraphQLErrors(messages: errors.map { $0["message"]?.stringValue ?? $0.canonicalJSON })
+            }
+            guard (200..<300).contains(result.status) else { throw UnexpectedStatus(status: result.status) }
+            guard let data = body?["data"] else { throw GraphQLErrors(messages: ["response has no data"]) }
+            return data
+        }
+    }
+}
+
+extension IterationContext {
+    /// ``VUContext/http(_:_:timeout:expect:maxBody:traceID:extraHeaders:)`` with this
+    /// iteration's headers (`x-j4-tick`, `x-j4-shard`, `x-j4-iteration`) and trace.
+    public func http(_ name: String, _ request: HTTPClientRequest, timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299, maxBody: Int = 16 << 20) async throws -> HTTPResult {
+        try await vu.http(name, request, timeout: timeout, expect: expect, maxBody: maxBody, traceID: traceID, extraHeaders: iterationHeaders)
+    }
+
+    /// ``VUContext/graphQL(_:url:query:variables:operationName:headers:timeout:traceID:extraHeaders:)``
+    /// with this iteration's headers and trace.
+    public func graphQL(_ name: String, url: String, query: String, variables: [String: JSONValue] = [:], operationName: String? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws -> JSONValue {
+        try await vu.graphQL(name, url: url, query: query, variables: variables, operationName: operationName, headers: headers, timeout: timeout, traceID: traceID, extraHeaders: iterationHeaders)
+    }
+}

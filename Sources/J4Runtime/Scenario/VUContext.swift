@@ -1,0 +1,174 @@
+import AsyncHTTPClient
+import J4Core
+import Logging
+import Synchronization
+
+/// What a VU knows and can do: handed to a scenario's per-VU setup, and kept by every
+/// iteration of that VU.
+///
+/// A VU lives on one worker. Background routines it starts with ``background(_:_:)`` and
+/// hooks it adds with ``onTeardown(_:)`` end with it: when its run ends here, when its shard
+/// moves to another worker (`vus` model), or when the worker leaves.
+public final class VUContext: Sendable {
+    /// The run id.
+    public let run: String
+    /// The worker running this VU.
+    public let worker: String
+    /// The VU number. `vus` model: the global VU number, the same on whichever worker runs
+    /// it. Arrival-rate: the VU's number in this worker's pool (0 ..< `maxInFlight`).
+    public let vu: Int64
+    /// `params` from the run definition.
+    public let params: JSONValue
+    /// A logger labelled with run, worker and VU.
+    public let logger: Logger
+    /// The shared HTTP client (keep-alive pool).
+    public let http: HTTPClient
+    /// Custom metrics: counters and duration histograms, merged across the cluster.
+    public let metrics: ScenarioMetrics
+
+    struct Lifetime {
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var nextTask = 0
+        var teardowns: [@Sendable () async -> Void] = []
+        var ended = false
+    }
+    let lifetime = Mutex(Lifetime())
+
+    /// A VU whose metrics go to `metrics`.
+    public init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics) {
+        self.run = run
+        self.worker = worker
+        self.vu = vu
+        self.params = params
+        var l = logger
+        l[metadataKey: "vu"] = "\(vu)"
+        self.logger = l
+        self.http = http
+        self.metrics = metrics
+    }
+
+    /// Headers every request J4 sends carries, so a server can attribute load.
+    public var attributionHeaders: [(String, String)] {
+        [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu))]
+    }
+
+    /// True once the VU has ended here; long-running code should return.
+    public var isEnded: Bool { lifetime.withLock { $0.ended } }
+
+    // MARK: - Steps and checks
+
+    /// Runs `body` as the step `name`: its duration goes to the step's histogram, its outcome
+    /// to the step's counts (failures by error class), and its error, if any, is rethrown.
+    public func step<T: Sendable>(_ name: String, _ body: () async throws -> T) async throws -> T {
+        let began = ContinuousClock.now
+        do {
+            let value = try await body()
+            metrics.stepEnded(name, began: began, errorClass: nil)
+            return value
+        } catch {
+            metrics.stepEnded(name, began: began, errorClass: errorClass(of: error))
+            throw error
+        }
+    }
+
+    /// Counts `condition` as a pass or a fail of the check `name` and returns it. A failed
+    /// check does not fail the iteration (as in k6); throw to do that.
+    @discardableResult
+    public func check(_ name: String, _ condition: Bool) -> Bool {
+        metrics.checked(name, condition)
+        return condition
+    }
+
+    // MARK: - Lifetime
+
+    /// Starts a routine that lives as long as the VU (a keep-alive ping, a stream reader).
+    /// It is cancelled when the VU ends; an error it throws is counted as `bg:<name>` and logged.
+    public func background(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
+        lifetime.withLock { l in
+            guard !l.ended else { return }
+            let id = l.nextTask
+            l.nextTask += 1
+            l.tasks[id] = Task { [self] in
+                do { try await body() } catch where !(error is CancellationError) && !Task.isCancelled {
+                    metrics.count("bg:" + name + ":failed")
+                    logger.warning("background routine failed", metadata: ["routine": "\(name)", "error": "\(error)"])
+                } catch {}
+                _ = lifetime.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    /// Runs `hook` when the VU ends (after its background routines are cancelled), latest first.
+    public func onTeardown(_ hook: @escaping @Sendable () async -> Void) {
+        let late = lifetime.withLock { l -> Bool in
+            if l.ended { return true }
+            l.teardowns.append(hook)
+            return false
+        }
+        if late { Task { await hook() } }
+    }
+
+    /// Ends the VU here: cancels its routines, waits for them, runs its teardown hooks.
+    func end() async {
+        let (tasks, hooks) = lifetime.withLock { l -> ([Task<Void, Never>], [@Sendable () async -> Void]) in
+            guard !l.ended else { return ([], []) }
+            l.ended = true
+            defer { l.tasks = [:]; l.teardowns = [] }
+            return (Array(l.tasks.values), l.teardowns)
+        }
+        for t in tasks { t.cancel() }
+        for t in tasks { await t.value }
+        for hook in hooks.reversed() { await hook() }
+    }
+}
+
+/// A scenario's own metrics, merged across the cluster like J4's: per second in Redis
+/// (`c:<name>` counters, `x:<name>` histograms of durations), and in the summary.
+///
+/// Names keep letters, digits, `_`, `-` and `.`; anything else becomes `_` (at most 64
+/// characters).
+public struct ScenarioMetrics: Sendable {
+    let recorder: MetricsRecorder
+    let second: @Sendable () -> Int64
+
+    /// Metrics recorded into `recorder`, at the second `second()` returns.
+    public init(recorder: MetricsRecorder, second: @escaping @Sendable () -> Int64) {
+        self.recorder = recorder
+        self.second = second
+    }
+
+    /// Adds `n` to the counter `name`.
+    public func count(_ name: String, _ n: Int64 = 1) {
+        recorder.add("c:" + MetricName.clean(name), n, second: second())
+    }
+
+    /// Records `duration` in the histogram `name` (such as a message's delivery time).
+    public func record(_ name: String, _ duration: Duration) {
+        recorder.observe("x:" + MetricName.clean(name), micros: MetricsRecorder.micros(duration), second: second())
+    }
+
+    func stepEnded(_ name: String, began: ContinuousClock.Instant, errorClass: String?) {
+        let n = "s:" + MetricName.clean(name)
+        let s = second()
+        recorder.observe(n, micros: MetricsRecorder.micros(began.duration(to: .now)), second: s)
+        if let errorClass {
+            recorder.add(n + ":f", second: s)
+            recorder.add(n + ":e:" + MetricName.clean(errorClass), second: s)
+        }
+    }
+
+    func checked(_ name: String, _ ok: Bool) {
+        recorder.add("k:" + MetricName.clean(name) + (ok ? ":p" : ":f"), second: second())
+    }
+}
+
+/// Metric, step and check names as they are stored: a safe alphabet, bounded length.
+public enum MetricName {
+    /// `name` with every character outside `[A-Za-z0-9_.-]` replaced by `_`, at most 64 long.
+    public static func clean(_ name: String) -> String {
+        let cleaned = String(name.prefix(64).map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == ".") ? c : "_"
+        })
+        return cleaned.isEmpty ? "_" : cleaned
+    }
+}
