@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // Only for the example shop server in examples/http-checkout.
+        .package(url: "https://github.com/GraphQLSwift/GraphQL", from: "4.0.0"),
     ],
     targets: [
         // C module: hiredis 0.14 from Debian's libhiredis-dev. No Swift inside.
@@ -86,6 +88,20 @@ let package = Package(
         .executableTarget(name: "j4", dependencies: ["J4"], swiftSettings: settings),
         // The README's "your own scenarios" example, compiled so that it cannot rot.
         .executableTarget(name: "j4-example", dependencies: ["J4"], path: "examples/custom-scenario", swiftSettings: settings),
+        // examples/http-checkout, built here too so that CI compiles it with the package's own
+        // build (the example's Package.swift builds the same sources on its own).
+        .executableTarget(name: "checkout-j4", dependencies: ["J4"], path: "examples/http-checkout/Sources/CheckoutLoad", swiftSettings: settings),
+        .executableTarget(
+            name: "checkout-server",
+            dependencies: [
+                .product(name: "GraphQL", package: "GraphQL"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "examples/http-checkout/Sources/CheckoutServer",
+            swiftSettings: settings
+        ),
         // Test support: real redis-server processes, free ports, child processes.
         .target(
             name: "J4TestSupport",

@@ -24,6 +24,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "No live progress, only the summary.")
     var quiet = false
 
+    @Option(name: .long, help: "Load an exclusive data pool first: NAME=FILE (.csv or .jsonl); repeatable.")
+    var pool: [String] = []
+
+    @Option(name: .long, help: "Load a shared (cyclic) data pool first: NAME=FILE; repeatable.")
+    var sharedPool: [String] = []
+
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
@@ -37,6 +43,14 @@ struct RunCommand: AsyncParsableCommand {
         guard catalog[definition.scenario] != nil else {
             throw CLIError.invalid("scenario: \(definition.scenario) is not built into this binary; it has \(catalog.scenarios.keys.sorted().joined(separator: ", "))")
         }
+        // Every pool file is read and checked before anything starts or is written.
+        var pools: [(name: String, mode: String, items: [String])] = []
+        for (texts, mode, option) in [(pool, "exclusive", "--pool"), (sharedPool, "shared", "--shared-pool")] {
+            for text in texts {
+                let (name, path) = try poolArgument(text, option: option)
+                pools.append((name, mode, try readPoolFile(path, format: nil)))
+            }
+        }
         var embedded: EmbeddedRedis?
         let endpoint: RedisEndpoint
         if redisOptions.redis != nil {
@@ -46,6 +60,13 @@ struct RunCommand: AsyncParsableCommand {
             endpoint = embedded!.endpoint
         }
         do {
+            let connection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-run-pools"))
+            for p in pools {
+                guard try await Pools.load(p.name, mode: p.mode, items: p.items, force: false, on: connection) != nil else {
+                    throw CLIError.invalid("pool \(p.name) has items checked out by running VUs; wait for its runs to end")
+                }
+            }
+            await connection.close()
             try await execute(definition: definition, catalog: catalog, endpoint: endpoint, logger: logger)
         } catch {
             await embedded?.stop()

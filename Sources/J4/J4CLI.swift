@@ -75,7 +75,7 @@ struct Root: AsyncParsableCommand {
         abstract: "J4: distributed load testing in Swift. Load stays on its curve when workers die, join or stall.",
         subcommands: [
             RunCommand.self, SubmitCommand.self, StatusCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self,
-            WorkerCommand.self, SupervisorCommand.self, SinkCommand.self,
+            PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self,
         ])
 }
 

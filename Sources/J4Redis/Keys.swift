@@ -47,3 +47,26 @@ public enum GlobalKeys {
     /// workers act at once instead of at their next claim.
     public static let signals = "j4:signals"
 }
+
+/// Keys of a shared data pool (`j4 pool load NAME FILE`). Pools are not a run's: every key
+/// of one pool carries the hash tag `{p:<name>}`.
+public struct PoolKeys: Sendable, Hashable {
+    /// The pool's name.
+    public let pool: String
+
+    /// Keys of pool `pool`.
+    public init(pool: String) { self.pool = pool }
+
+    private var prefix: String { "j4:{p:\(pool)}:" }
+    /// Hash: `mode` (exclusive or shared), `count`, `cursor`, `loaded_ms`.
+    public var meta: String { prefix + "meta" }
+    /// Hash: item index → item JSON.
+    public var items: String { prefix + "items" }
+    /// List: indexes of free items (exclusive pools).
+    public var free: String { prefix + "free" }
+    /// Zset: item index → hold expiry (Redis ms), for items checked out.
+    public var held: String { prefix + "held" }
+    /// Hash: item index → `worker|vu|token` of its holder.
+    public var holders: String { prefix + "holders" }
+}
+

@@ -52,6 +52,15 @@ public enum Scripts {
     /// Expired leases and dead workers out of the live sets.
     public static let reap = LuaScript(name: "reap", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["limit"], repeating: [])
 
+    /// Loads a batch of pool items (the first batch replaces the pool).
+    public static let poolLoad = LuaScript(name: "pool_load", keys: ["meta", "items", "free", "held", "holders"], args: ["mode", "replace", "force"], repeating: ["item"])
+    /// Checks an item out for a VU (exclusive: held until returned or expired; shared: the next in turn).
+    public static let poolCheckout = LuaScript(name: "pool_checkout", keys: ["meta", "items", "free", "held", "holders"], args: ["holder", "token", "ttl_ms"], repeating: [])
+    /// Extends a worker's holds; reports the ones lost.
+    public static let poolRenew = LuaScript(name: "pool_renew", keys: ["held", "holders"], args: ["ttl_ms"], repeating: ["index", "holder"])
+    /// Gives items back (token-checked).
+    public static let poolReturn = LuaScript(name: "pool_return", keys: ["free", "held", "holders"], args: [], repeating: ["index", "holder"])
+
     /// All of them.
-    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, scale, reap]
+    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, scale, reap, poolLoad, poolCheckout, poolRenew, poolReturn]
 }

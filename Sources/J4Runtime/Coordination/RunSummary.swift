@@ -131,7 +131,7 @@ public struct RunSummary: Sendable, Codable {
 
     /// Steps (`s:<name>:…`), checks (`k:<name>:p|f`), counters (`c:<name>`) and trends
     /// (`x:<name>:…`) from a run's totals.
-    static func scenarioMetrics(_ totals: [String: String]) -> ([String: Step], [String: Check], [String: Int64], [String: Trend]) {
+    public static func scenarioMetrics(_ totals: [String: String]) -> ([String: Step], [String: Check], [String: Int64], [String: Trend]) {
         var hist: [String: [Int64: Int64]] = [:]
         var sums: [String: Int64] = [:], maxes: [String: Int64] = [:]
         var failed: [String: Int64] = [:], stepErrors: [String: [String: Int64]] = [:]

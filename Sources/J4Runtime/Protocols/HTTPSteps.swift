@@ -57,19 +57,24 @@ extension VUContext {
         _ name: String, _ request: HTTPClientRequest, timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299,
         maxBody: Int = 16 << 20, traceID: String = TraceContext.newTraceID(), extraHeaders: [(String, String)] = []
     ) async throws -> HTTPResult {
+        try await step(name) {
+            try await exchange(request, timeout: timeout, expect: expect, maxBody: maxBody, traceID: traceID, extraHeaders: extraHeaders)
+        }
+    }
+
+    /// Sends `request` with the attribution headers and a `traceparent`, reads the whole body.
+    func exchange(
+        _ request: HTTPClientRequest, timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int, traceID: String, extraHeaders: [(String, String)]
+    ) async throws -> HTTPResult {
         var request = request
         for (k, v) in attributionHeaders + extraHeaders { request.headers.replaceOrAdd(name: k, value: v) }
         request.headers.replaceOrAdd(name: "traceparent", value: TraceContext.traceparent(traceID: traceID))
-        let client = http
-        let sent = request
-        return try await step(name) {
-            let (s, atto) = timeout.components
-            let response = try await client.execute(sent, timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000))
-            let body = try await response.body.collect(upTo: maxBody)
-            let status = Int(response.status.code)
-            if let expect, !expect.contains(status) { throw UnexpectedStatus(status: status) }
-            return HTTPResult(status: status, headers: response.headers, body: body)
-        }
+        let (s, atto) = timeout.components
+        let response = try await http.execute(request, timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000))
+        let body = try await response.body.collect(upTo: maxBody)
+        let status = Int(response.status.code)
+        if let expect, !expect.contains(status) { throw UnexpectedStatus(status: status) }
+        return HTTPResult(status: status, headers: response.headers, body: body)
     }
 
     /// Posts a GraphQL operation to `url` as the step `name`; returns its `data`. A response
@@ -87,9 +92,10 @@ extension VUContext {
         request.headers.add(name: "accept", value: "application/graphql-response+json, application/json")
         for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
         request.body = .bytes(ByteBuffer(string: JSONValue.object(payload).canonicalJSON))
-        // A GraphQL server may answer errors with 200 or with 4xx; both are read for `errors`.
-        let result = try await http(name + ".http", request, timeout: timeout, expect: nil, traceID: traceID, extraHeaders: extraHeaders)
+        let sent = request
         return try await step(name) {
+            // A GraphQL server may answer errors with 200 or with 4xx; both are read for `errors`.
+            let result = try await exchange(sent, timeout: timeout, expect: nil, maxBody: 16 << 20, traceID: traceID, extraHeaders: extraHeaders)
             let body = try? result.json()
             if let errors = body?["errors"]?.arrayValue, !errors.isEmpty {
                 throw GraphQLErrors(messages: errors.map { $0["message"]?.stringValue ?? $0.canonicalJSON })
@@ -112,5 +118,40 @@ extension IterationContext {
     /// with this iteration's headers and trace.
     public func graphQL(_ name: String, url: String, query: String, variables: [String: JSONValue] = [:], operationName: String? = nil, headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws -> JSONValue {
         try await vu.graphQL(name, url: url, query: query, variables: variables, operationName: operationName, headers: headers, timeout: timeout, traceID: traceID, extraHeaders: iterationHeaders)
+    }
+}
+
+extension VUContext {
+    /// An HTTP request as the step `name`: `method` to `url` with `headers`, and `json` (sent
+    /// as `application/json`) or `body` (sent as it is) when given.
+    public func request(
+        _ name: String, _ method: String = "GET", _ url: String, headers: [(String, String)] = [], json: JSONValue? = nil, body: String? = nil,
+        timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299
+    ) async throws -> HTTPResult {
+        try await http(name, Self.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect)
+    }
+
+    static func makeRequest(_ method: String, _ url: String, headers: [(String, String)], json: JSONValue?, body: String?) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method.uppercased())
+        if let json {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json.canonicalJSON))
+        } else if let body {
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
+        return request
+    }
+}
+
+extension IterationContext {
+    /// ``VUContext/request(_:_:_:headers:json:body:timeout:expect:)`` with this iteration's
+    /// headers and trace.
+    public func request(
+        _ name: String, _ method: String = "GET", _ url: String, headers: [(String, String)] = [], json: JSONValue? = nil, body: String? = nil,
+        timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299
+    ) async throws -> HTTPResult {
+        try await http(name, VUContext.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect)
     }
 }

@@ -124,3 +124,19 @@ public func errorClass(of error: any Error) -> String {
     if text.contains("timeout") || text.contains("timed out") { return "timeout" }
     return "error"
 }
+
+/// An error a scenario throws to fail an iteration (or a VU's setup) under a class of its own.
+public struct ScenarioError: ClassifiedError, CustomStringConvertible {
+    /// The counter name (`err:<class>` for iterations, `s:<step>:e:<class>` for steps).
+    public let errorClass: String
+    /// What happened.
+    public let message: String
+
+    /// An error counted as `errorClass`.
+    public init(_ errorClass: String, _ message: String) {
+        self.errorClass = MetricName.clean(errorClass)
+        self.message = message
+    }
+
+    public var description: String { "\(errorClass): \(message)" }
+}

@@ -33,9 +33,16 @@ public final class VUContext: Sendable {
         var ended = false
     }
     let lifetime = Mutex(Lifetime())
+    let pools: PoolKeeper?
+    let items = Mutex<[PoolItem]>([])
 
-    /// A VU whose metrics go to `metrics`.
-    public init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics) {
+    /// A VU whose metrics go to `metrics` (without pools: ``pool(_:)`` then throws ``NoSuchPool``).
+    public convenience init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics) {
+        self.init(run: run, worker: worker, vu: vu, params: params, logger: logger, http: http, metrics: metrics, pools: nil)
+    }
+
+    init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: PoolKeeper?) {
+        self.pools = pools
         self.run = run
         self.worker = worker
         self.vu = vu
@@ -108,7 +115,48 @@ public final class VUContext: Sendable {
         if late { Task { await hook() } }
     }
 
-    /// Ends the VU here: cancels its routines, waits for them, runs its teardown hooks.
+    // MARK: - Pools
+
+    /// The shared data pool `name` (loaded with `j4 pool load`).
+    public func pool(_ name: String) -> Pool { Pool(name: name, vu: self) }
+
+    /// A shared data pool as a VU sees it.
+    public struct Pool: Sendable {
+        /// Its name.
+        public let name: String
+        let vu: VUContext
+
+        /// An item for this VU. Exclusive pools: held by this VU alone until it gives it back
+        /// or ends (or its worker loses it: dies, stalls past its deadline); while every item
+        /// is held, it waits up to `wait`, then throws ``PoolEmpty``. Shared pools: the next
+        /// item in turn.
+        public func checkout(wait: Duration = .seconds(30)) async throws -> PoolItem {
+            guard let keeper = vu.pools else { throw NoSuchPool(pool: name) }
+            let item = try await keeper.checkout(pool: name, vu: vu.vu, wait: wait)
+            vu.items.withLock { $0.append(item) }
+            return item
+        }
+
+        /// Gives `item` back before the VU ends.
+        public func giveBack(_ item: PoolItem) async {
+            vu.items.withLock { $0.removeAll { $0.pool == item.pool && $0.index == item.index && $0.hold == item.hold } }
+            await vu.pools?.giveBack([item])
+        }
+    }
+
+    /// The items this VU holds.
+    public var heldItems: [PoolItem] { items.withLock { $0 } }
+
+    /// False once a pool item of this VU may have gone to another VU (its worker could not
+    /// renew the hold in time): the VU must not use its items any more, not even to log out.
+    /// J4 ends such a VU before its next iteration.
+    public var holdsTrusted: Bool {
+        guard let pools else { return true }
+        return pools.trusted(items.withLock { $0 })
+    }
+
+    /// Ends the VU here: cancels its routines, waits for them, runs its teardown hooks, gives
+    /// its pool items back.
     func end() async {
         let (tasks, hooks) = lifetime.withLock { l -> ([Task<Void, Never>], [@Sendable () async -> Void]) in
             guard !l.ended else { return ([], []) }
@@ -119,14 +167,18 @@ public final class VUContext: Sendable {
         for t in tasks { t.cancel() }
         for t in tasks { await t.value }
         for hook in hooks.reversed() { await hook() }
+        let held = items.withLock { i in
+            defer { i = [] }
+            return i
+        }
+        if !held.isEmpty { await pools?.giveBack(held) }
     }
 }
 
 /// A scenario's own metrics, merged across the cluster like J4's: per second in Redis
 /// (`c:<name>` counters, `x:<name>` histograms of durations), and in the summary.
 ///
-/// Names keep letters, digits, `_`, `-` and `.`; anything else becomes `_` (at most 64
-/// characters).
+/// Names are printable ASCII without `:`; anything else becomes `_` (at most 64 characters).
 public struct ScenarioMetrics: Sendable {
     let recorder: MetricsRecorder
     let second: @Sendable () -> Int64
@@ -162,12 +214,14 @@ public struct ScenarioMetrics: Sendable {
     }
 }
 
-/// Metric, step and check names as they are stored: a safe alphabet, bounded length.
+/// Metric, step and check names as they are stored: printable, without `:` (the separator of
+/// the stored field names), bounded length.
 public enum MetricName {
-    /// `name` with every character outside `[A-Za-z0-9_.-]` replaced by `_`, at most 64 long.
+    /// `name` with every `:` and every control or non-ASCII character replaced by `_`, at most
+    /// 64 characters.
     public static func clean(_ name: String) -> String {
         let cleaned = String(name.prefix(64).map { c -> Character in
-            c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == ".") ? c : "_"
+            c.isASCII && !c.isNewline && c != ":" && (c.asciiValue ?? 0) >= 0x20 && (c.asciiValue ?? 0) < 0x7f ? c : "_"
         })
         return cleaned.isEmpty ? "_" : cleaned
     }

@@ -93,6 +93,7 @@ final class RunWorker: Sendable {
     let state: Mutex<State>
     /// Arrival-rate: VUs set up here and idle, how many exist, and numbers free for reuse.
     let vuPool = Mutex<(idle: [(VUContext, IterationBody)], count: Int64, free: [Int64])>(([], 0, []))
+    let pools: PoolKeeper
     let flushSeq = Atomic<Int64>(0)
     let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
 
@@ -116,6 +117,7 @@ final class RunWorker: Sendable {
         l[metadataKey: "run"] = "\(info.id)"
         self.logger = l
         state = Mutex(State(stopTick: min(info.stopTick, info.ticks)))
+        pools = PoolKeeper(connection: connections.control, worker: worker, ttl: .milliseconds(info.definition.leaseTTLMs), logger: l)
     }
 
     // MARK: - Life
@@ -125,6 +127,7 @@ final class RunWorker: Sendable {
     func execute() async {
         let leaseTask = Task { await leaseLoop() }
         let flushTask = Task { await flushLoop() }
+        let poolTask = Task { await pools.renewLoop() }
         let tickTask = Task { await tickLoop() }
         state.withLock { $0.tickLoop = tickTask }
         await tickTask.value
@@ -139,6 +142,8 @@ final class RunWorker: Sendable {
         flushTask.cancel()
         await flushTask.value
         await endIdleVUs()
+        poolTask.cancel()
+        await poolTask.value
         await handOff()
         await flushNow(final: true)
         logger.info("worker left run", metadata: ["worker": "\(worker)"])
@@ -438,14 +443,21 @@ final class RunWorker: Sendable {
     }
 
     func makeContext(vu: Int64) -> VUContext {
-        VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http, metrics: scenarioMetrics)
+        VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http, metrics: scenarioMetrics, pools: pools)
     }
 
     /// Arrival-rate: an idle VU, or a new one set up now. At most `maxInFlight` exist, since
     /// each runs one iteration at a time and no more than that many are in flight.
     func checkoutVU() async throws -> (VUContext, IterationBody) {
-        let taken = vuPool.withLock { p -> (VUContext, IterationBody)? in p.idle.popLast() }
-        if let taken { return taken }
+        while let taken = vuPool.withLock({ p -> (VUContext, IterationBody)? in p.idle.popLast() }) {
+            if taken.0.holdsTrusted { return taken }
+            // A pool item of this VU may be someone else's now: end it, set up another.
+            await taken.0.end()
+            vuPool.withLock { p in
+                p.count -= 1
+                p.free.append(taken.0.vu)
+            }
+        }
         let number = vuPool.withLock { p -> Int64 in
             p.count += 1
             return p.free.popLast() ?? (p.count - 1)
@@ -588,7 +600,8 @@ final class RunWorker: Sendable {
         while !Task.isCancelled {
             let began = ContinuousClock.now
             let go = state.withLock { s -> Bool in
-                guard !s.aborted, let deadline = s.vuDeadlines[j], began < deadline, let lease = s.leases[shard], lease.validUntil > began else {
+                guard !s.aborted, let deadline = s.vuDeadlines[j], began < deadline, let lease = s.leases[shard], lease.validUntil > began,
+                      context.holdsTrusted else {
                     s.vuDeadlines[j] = nil
                     return false
                 }
