@@ -119,7 +119,7 @@ let package = Package(
         ),
         .testTarget(
             name: "J4EndToEndTests",
-            dependencies: ["J4Core", "J4Redis", "J4TestSupport"],
+            dependencies: ["J4Core", "J4Redis", "J4Runtime", "J4TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: settings
         ),
     ]

@@ -21,16 +21,24 @@ public enum J4Binary {
         return here.appendingPathComponent(".build/debug/j4").path
     }()
 
-    /// Starts `j4 ARGS…`; its output is drained and kept.
-    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        return try ChildProcess(path, arguments, environment: env)
+    /// Another executable of this package, built next to `j4` (the examples' servers and
+    /// scenario binaries).
+    public static func sibling(_ name: String) -> String {
+        URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
-    /// Runs `j4 ARGS…` to the end; its exit code and output.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (code: Int32, output: String) {
-        let child = try start(arguments, environment: environment)
+    /// Starts `j4 ARGS…` (or `binary ARGS…`); its output is drained and kept.
+    public static func start(_ arguments: [String], environment: [String: String] = [:], binary: String? = nil) throws -> ChildProcess {
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        return try ChildProcess(binary ?? path, arguments, environment: env)
+    }
+
+    /// Runs `j4 ARGS…` (or `binary ARGS…`) to the end; its exit code and output.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], binary: String? = nil) async throws -> (code: Int32, output: String) {
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let child = try ChildProcess(binary ?? path, arguments, environment: env)
         let code = await child.wait()
         // The drain thread may still be reading the last bytes: wait for the pipe to close.
         _ = await child.output.wait(timeout: .seconds(5)) { _ in false }

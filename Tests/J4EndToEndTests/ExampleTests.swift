@@ -1,0 +1,136 @@
+import AsyncHTTPClient
+import Foundation
+import J4Core
+import J4Redis
+import J4Runtime
+import J4TestSupport
+import Testing
+
+/// The example shop server (`checkout-server`) on a free port.
+struct ShopServer {
+    let child: ChildProcess
+    let port: Int
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    static func start() async throws -> ShopServer {
+        let child = try J4Binary.start(["--port", "0"], binary: J4Binary.sibling("checkout-server"))
+        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http://") }),
+              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(text[range].split(separator: ":").last ?? "")
+        else {
+            child.send(SIGKILL)
+            throw TestSupportError(description: "checkout-server did not start: \(child.output.tail())")
+        }
+        return ShopServer(child: child, port: port)
+    }
+
+    /// The server's own counts (`GET /__stats`).
+    func stats() async throws -> [String: Int] {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/__stats"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode([String: Int].self, from: Data(body.readableBytesView))
+    }
+
+    func stop() async {
+        child.send(SIGTERM)
+        _ = await child.wait()
+    }
+}
+
+extension EndToEndTests {
+    static let checkoutBinary = J4Binary.sibling("checkout-j4")
+    static let accounts = InvalidFixtures.directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples/http-checkout/data/accounts.csv").path
+
+    static func checkoutDefinition(_ shop: ShopServer, vus: Int, seconds: Int, shards: Int) -> String {
+        """
+        name: checkout-test
+        scenario: checkout
+        model: vus
+        start: \(vus)
+        stages: [{ duration: \(seconds)s, target: \(vus) }]
+        shards: \(shards)
+        leaseTTL: 3s
+        params: { baseURL: "\(shop.url)" }
+        """
+    }
+
+    @Test("examples/http-checkout with j4 run: per-step latencies, checks and the orders counter in the summary; the server's counts agree")
+    func checkoutExample() async throws {
+        let shop = try await ShopServer.start()
+        let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 10, seconds: 5, shards: 4))
+        let summaryPath = NSTemporaryDirectory() + "j4-checkout-\(UUID().uuidString).json"
+        let (code, out) = try await J4Binary.run(["run", file, "--workers", "2", "--pool", "accounts=\(Self.accounts)", "--summary-json", summaryPath, "--quiet"], binary: Self.checkoutBinary)
+        #expect(code == 0, "\(out)")
+        let s = try Self.summary(summaryPath)
+        let server = try await shop.stats()
+        let steps = s["steps"] as? [String: [String: Any]] ?? [:]
+        let orders = (s["counters"] as? [String: Int])?["orders"] ?? -1
+        print("figures http-checkout: started \(s["started"] ?? "?"), orders \(orders), server \(server)")
+        #expect(Set(steps.keys) == ["login", "products", "add_to_cart", "checkout", "logout"], "\(steps.keys)")
+        for (name, step) in steps {
+            let latency = step["latency_ms"] as? [String: Double] ?? [:]
+            #expect(latency["p50"] != nil && latency["p99"] != nil && step["failed"] as? Int == 0, "step \(name): \(step)")
+        }
+        // The server served exactly what J4 counted.
+        #expect(orders > 0 && server["checkouts"] == orders && steps["checkout"]?["count"] as? Int == orders && s["started"] as? Int == orders)
+        #expect(server["graphql"] == orders && server["graphql_errors"] == 0)
+        #expect(server["logins"] == 10 && server["logouts"] == 10 && server["conflicts"] == 0)
+        let checks = s["checks"] as? [String: [String: Int]] ?? [:]
+        #expect(checks.count == 3 && checks.values.allSatisfy { $0["fail"] == 0 && $0["pass"] == orders }, "\(checks)")
+        await shop.stop()
+    }
+
+    @Test("an exclusive pool across three worker processes: no account used by two VUs at once (seen by the server); a killed worker's accounts come back")
+    func poolAcrossWorkers() async throws {
+        let redis = try await EmbeddedRedis.start()
+        let shop = try await ShopServer.start()
+        let c = redis.connect()
+        // Exactly as many accounts as VUs: the VUs that replace a killed worker's can only get its accounts.
+        let accounts = try temporaryFile("user,password\n" + (1...24).map { "u\($0),secret-u\($0)\n" }.joined(), suffix: ".csv")
+        let (loaded, loadOut) = try await J4Binary.run(["pool", "load", "accounts", accounts, "--redis", redis.url], binary: Self.checkoutBinary)
+        #expect(loaded == 0, "\(loadOut)")
+        let supervisor = try J4Binary.start(["supervisor", "--redis", redis.url])
+        var workers: [String: ChildProcess] = [:]
+        for id in ["w0", "w1", "w2"] { workers[id] = try J4Binary.start(["worker", "--redis", redis.url, "--id", id], binary: Self.checkoutBinary) }
+        let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 24, seconds: 16, shards: 12))
+        let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url], binary: Self.checkoutBinary)
+        #expect(code == 0, "\(out)")
+        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        func holders() async throws -> [String: Int64] { try await Pools.show("accounts", on: c)?.holders ?? [:] }
+        // Every worker holds accounts: the VUs are spread over all three.
+        var spread: [String: Int64] = [:]
+        for _ in 0..<200 where spread.count < 3 || spread.values.reduce(0, +) < 24 {
+            spread = try await holders()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(spread.count == 3 && spread.values.reduce(0, +) == 24, "\(spread)")
+        workers["w1"]!.send(SIGKILL)
+        _ = await workers["w1"]!.wait()
+        workers["w1"] = nil
+        // Its holds lapse after the TTL; w0 and w2 take its shards and their new VUs its accounts.
+        var after: [String: Int64] = [:]
+        for _ in 0..<300 where !(after["w1"] == nil && after.values.reduce(0, +) == 24) {
+            after = try await holders()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        print("figures pool: accounts by worker before the kill \(spread), after \(after)")
+        #expect(after["w1"] == nil && after.values.reduce(0, +) == 24, "\(after)")
+        var state = ""
+        for _ in 0..<200 where state != "finished" {
+            state = try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string ?? ""
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        for (_, w) in workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
+        let server = try await shop.stats()
+        print("figures pool: server \(server)")
+        #expect(server["conflicts"] == 0, "an account was used by two sessions at once: \(server)")
+        #expect((server["logins"] ?? 0) >= 32, "the killed worker's 8 accounts were logged in again: \(server)")
+        // Every account is back in the pool.
+        #expect(try await Pools.show("accounts", on: c)?.held == 0)
+        supervisor.send(SIGTERM)
+        _ = await supervisor.wait()
+        await shop.stop()
+        await redis.stop()
+    }
+}
