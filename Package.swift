@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.0"),
         // Only for the example shop server in examples/http-checkout.
         .package(url: "https://github.com/GraphQLSwift/GraphQL", from: "4.0.0"),
     ],
@@ -72,6 +73,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
             ],
             swiftSettings: settings
         ),
@@ -100,6 +102,19 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "examples/http-checkout/Sources/CheckoutServer",
+            swiftSettings: settings
+        ),
+        // examples/chat, likewise.
+        .executableTarget(name: "chat-j4", dependencies: ["J4"], path: "examples/chat/Sources/ChatLoad", swiftSettings: settings),
+        .executableTarget(
+            name: "chat-server",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "examples/chat/Sources/ChatServer",
             swiftSettings: settings
         ),
         // Test support: real redis-server processes, free ports, child processes.

@@ -6,22 +6,22 @@ import J4Runtime
 import J4TestSupport
 import Testing
 
-/// The example shop server (`checkout-server`) on a free port.
-struct ShopServer {
+/// An example's server (`checkout-server`, `chat-server`) on a free port.
+struct ExampleServer {
     let child: ChildProcess
     let port: Int
     var url: String { "http://127.0.0.1:\(port)" }
 
-    static func start() async throws -> ShopServer {
-        let child = try J4Binary.start(["--port", "0"], binary: J4Binary.sibling("checkout-server"))
+    static func start(_ binary: String) async throws -> ExampleServer {
+        let child = try J4Binary.start(["--port", "0"], binary: J4Binary.sibling(binary))
         guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http://") }),
               let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
               let port = Int(text[range].split(separator: ":").last ?? "")
         else {
             child.send(SIGKILL)
-            throw TestSupportError(description: "checkout-server did not start: \(child.output.tail())")
+            throw TestSupportError(description: "\(binary) did not start: \(child.output.tail())")
         }
-        return ShopServer(child: child, port: port)
+        return ExampleServer(child: child, port: port)
     }
 
     /// The server's own counts (`GET /__stats`).
@@ -42,7 +42,7 @@ extension EndToEndTests {
     static let accounts = InvalidFixtures.directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("examples/http-checkout/data/accounts.csv").path
 
-    static func checkoutDefinition(_ shop: ShopServer, vus: Int, seconds: Int, shards: Int) -> String {
+    static func checkoutDefinition(_ shop: ExampleServer, vus: Int, seconds: Int, shards: Int) -> String {
         """
         name: checkout-test
         scenario: checkout
@@ -57,7 +57,7 @@ extension EndToEndTests {
 
     @Test("examples/http-checkout with j4 run: per-step latencies, checks and the orders counter in the summary; the server's counts agree")
     func checkoutExample() async throws {
-        let shop = try await ShopServer.start()
+        let shop = try await ExampleServer.start("checkout-server")
         let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 10, seconds: 5, shards: 4))
         let summaryPath = NSTemporaryDirectory() + "j4-checkout-\(UUID().uuidString).json"
         let (code, out) = try await J4Binary.run(["run", file, "--workers", "2", "--pool", "accounts=\(Self.accounts)", "--summary-json", summaryPath, "--quiet"], binary: Self.checkoutBinary)
@@ -84,7 +84,7 @@ extension EndToEndTests {
     @Test("an exclusive pool across three worker processes: no account used by two VUs at once (seen by the server); a killed worker's accounts come back")
     func poolAcrossWorkers() async throws {
         let redis = try await EmbeddedRedis.start()
-        let shop = try await ShopServer.start()
+        let shop = try await ExampleServer.start("checkout-server")
         let c = redis.connect()
         // Exactly as many accounts as VUs: the VUs that replace a killed worker's can only get its accounts.
         let accounts = try temporaryFile("user,password\n" + (1...24).map { "u\($0),secret-u\($0)\n" }.joined(), suffix: ".csv")
@@ -132,5 +132,58 @@ extension EndToEndTests {
         _ = await supervisor.wait()
         await shop.stop()
         await redis.stop()
+    }
+}
+
+extension EndToEndTests {
+    @Test("examples/chat with j4 run: every stream dropped mid-run reconnects and is counted; delivery latency measured; the server's counts agree")
+    func chatExample() async throws {
+        let chatServer = try await ExampleServer.start("chat-server")
+        let base = chatServer.url
+        func stats() async throws -> [String: Int] { try await chatServer.stats() }
+        let vus = 10
+        let file = try temporaryFile("""
+            name: chat-test
+            scenario: chat
+            model: vus
+            start: \(vus)
+            stages: [{ duration: 8s, target: \(vus) }]
+            shards: 4
+            params: { baseURL: "\(base)", intervalMs: 500 }
+            """)
+        let accounts = InvalidFixtures.directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/chat/data/accounts.csv").path
+        let summaryPath = NSTemporaryDirectory() + "j4-chat-\(UUID().uuidString).json"
+        let run = try J4Binary.start(["run", file, "--workers", "2", "--pool", "accounts=\(accounts)", "--summary-json", summaryPath, "--quiet"], binary: J4Binary.sibling("chat-j4"))
+        // Once every VU is in the room and has sent a message or two, drop every stream.
+        var members = 0
+        for _ in 0..<300 where members < vus {
+            members = try await stats()["members"] ?? 0
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(members == vus)
+        try await Task.sleep(for: .seconds(1))
+        var drop = HTTPClientRequest(url: base + "/__drop")
+        drop.method = .POST
+        _ = try await HTTPClient.shared.execute(drop, timeout: .seconds(10))
+        #expect(await run.wait() == 0, "\(run.output.tail())")
+        let s = try Self.summary(summaryPath)
+        let server = try await stats()
+        let counters = s["counters"] as? [String: Int] ?? [:]
+        let trends = s["trends"] as? [String: [String: Any]] ?? [:]
+        print("figures chat: counters \(counters), delivery \(trends["delivery"]?["latency_ms"] ?? "-"), reconnect gap \(trends["chat.reconnect_gap"]?["latency_ms"] ?? "-"), server \(server)")
+        // Every VU's stream was dropped once, reconnected, and the gap was measured.
+        #expect(server["drops"] == vus && counters["chat.disconnects"] == vus, "\(counters)")
+        #expect(trends["chat.reconnect_gap"]?["count"] as? Int == vus)
+        #expect(counters["chat.connects"] == 2 * vus && server["connections"] == 2 * vus)
+        // What J4 counts is what the server counts.
+        #expect(server["logins"] == vus && counters["sent"] == server["messages"] && (counters["sent"] ?? 0) > 0)
+        let received = counters["received"] ?? 0, delivered = server["deliveries"] ?? 0
+        // A message the server sends to a member just as its stream is dropped can be lost.
+        #expect(received <= delivered && received >= delivered * 9 / 10, "received \(received) of \(delivered)")
+        #expect((trends["delivery"]?["count"] as? Int) == received)
+        let steps = s["steps"] as? [String: [String: Any]] ?? [:]
+        #expect(steps["send"]?["count"] as? Int == counters["sent"] && steps["login"]?["count"] as? Int == vus)
+        await chatServer.stop()
     }
 }

@@ -120,7 +120,8 @@ public struct RunSummary: Sendable, Codable {
     }
 
     static func latencyOf(_ histogram: [Int64: Int64], sumUs: Int64, maxUs: Int64?) -> Latency {
-        func ms(_ us: Int64?) -> Double? { us.map { Double($0) / 1000 } }
+        // A bucket is reported by its middle; no percentile is reported above the true maximum.
+        func ms(_ us: Int64?) -> Double? { us.map { Double(min($0, (maxUs ?? -1) >= 0 ? maxUs! : $0)) / 1000 } }
         let count = histogram.values.reduce(0, +)
         return Latency(
             p50: ms(LatencyBuckets.quantile(0.50, of: histogram)), p90: ms(LatencyBuckets.quantile(0.90, of: histogram)),
