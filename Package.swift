@@ -12,6 +12,8 @@ let package = Package(
     products: [
         /// What a user's own scenario package depends on: the scenario API and the whole `j4` command line.
         .library(name: "J4", targets: ["J4"]),
+        /// The gRPC client interceptor, for scenarios that use grpc-swift 2.
+        .library(name: "J4GRPC", targets: ["J4GRPC"]),
         .executable(name: "j4", targets: ["j4"]),
     ],
     dependencies: [
@@ -21,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.0.0"),
         // Only for the example shop server in examples/http-checkout.
         .package(url: "https://github.com/GraphQLSwift/GraphQL", from: "4.0.0"),
     ],
@@ -77,6 +81,13 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        // gRPC instrumentation: a client interceptor for grpc-swift 2 (its own product, so
+        // that users without gRPC do not build it).
+        .target(
+            name: "J4GRPC",
+            dependencies: ["J4Runtime", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            swiftSettings: settings
+        ),
         // The command line, as a library: a user's executable calls `J4CLI.main(scenarios:)`.
         .target(
             name: "J4",
@@ -130,6 +141,15 @@ let package = Package(
         .testTarget(
             name: "J4RedisTests",
             dependencies: ["J4Redis", "J4Runtime", "J4Core", "J4TestSupport"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "J4GRPCTests",
+            dependencies: [
+                "J4GRPC", "J4Runtime",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: settings
         ),
         .testTarget(

@@ -5,6 +5,11 @@ import Logging
 /// The body of one iteration; throwing means the iteration failed.
 public typealias IterationBody = @Sendable (IterationContext) async throws -> Void
 
+/// Runs an iteration body with its context as the current one.
+func runIteration(_ body: IterationBody, _ context: IterationContext) async throws {
+    try await IterationContext.$current.withValue(context) { try await body(context) }
+}
+
 /// An error whose class J4 counts by name (`status_503`, `timeout`, `connect`…).
 public protocol ClassifiedError: Error {
     /// A short name for the kind of failure, used as the `err:<class>` counter.
@@ -80,6 +85,10 @@ public struct IterationContext: Sendable {
         self.shard = shard
         self.traceID = TraceContext.newTraceID()
     }
+
+    /// The iteration whose code is running, for protocol clients that cannot be handed a
+    /// context (a gRPC interceptor).
+    @TaskLocal public static var current: IterationContext?
 
     /// `x-j4-tick`, `x-j4-shard` and `x-j4-iteration`.
     public var iterationHeaders: [(String, String)] {

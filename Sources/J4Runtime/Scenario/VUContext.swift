@@ -62,7 +62,23 @@ public final class VUContext: Sendable {
     /// True once the VU has ended here; long-running code should return.
     public var isEnded: Bool { lifetime.withLock { $0.ended } }
 
+    /// The VU whose code is running (setup, iterations, background routines), for protocol
+    /// clients that cannot be handed a context, such as a gRPC interceptor.
+    @TaskLocal public static var current: VUContext?
+
+    /// Runs `body` with this VU as ``current`` (J4 does this for setup, iterations and
+    /// background routines; use it to try scenario code outside a run).
+    public func run<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+        try await VUContext.$current.withValue(self) { try await body() }
+    }
+
     // MARK: - Steps and checks
+
+    /// Starts timing the step `name`; the caller ends it once with ``OpenStep/end(errorClass:)``
+    /// (for calls whose end is not a closure's, such as a stream).
+    public func openStep(_ name: String) -> OpenStep {
+        OpenStep(name: name, began: .now, metrics: metrics)
+    }
 
     /// Runs `body` as the step `name`: its duration goes to the step's histogram, its outcome
     /// to the step's counts (failures by error class), and its error, if any, is rethrown.
@@ -172,6 +188,26 @@ public final class VUContext: Sendable {
             return i
         }
         if !held.isEmpty { await pools?.giveBack(held) }
+    }
+}
+
+/// A step that has begun and is recorded when it ends (once; later calls do nothing).
+public final class OpenStep: Sendable {
+    let name: String
+    let began: ContinuousClock.Instant
+    let metrics: ScenarioMetrics
+    let ended = Atomic<Bool>(false)
+
+    init(name: String, began: ContinuousClock.Instant, metrics: ScenarioMetrics) {
+        self.name = name
+        self.began = began
+        self.metrics = metrics
+    }
+
+    /// Records the step: its duration until now, and its failure class if it failed.
+    public func end(errorClass: String?) {
+        guard !ended.exchange(true, ordering: .relaxed) else { return }
+        metrics.stepEnded(name, began: began, errorClass: errorClass)
     }
 }
 

@@ -464,7 +464,7 @@ final class RunWorker: Sendable {
         }
         let context = makeContext(vu: number)
         do {
-            return (context, try await scenario.setup(context))
+            return (context, try await context.run { try await scenario.setup(context) })
         } catch {
             await context.end()
             vuPool.withLock { p in
@@ -534,7 +534,7 @@ final class RunWorker: Sendable {
                     do {
                         let vu = try await checkoutVU()
                         defer { checkinVU(vu) }
-                        try await vu.1(IterationContext(vu: vu.0, iteration: iteration, tick: n, shard: shard))
+                        try await vu.0.run { try await runIteration(vu.1, IterationContext(vu: vu.0, iteration: iteration, tick: n, shard: shard)) }
                     } catch {
                         ok = false
                         errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { _ in "setup" } ?? errorClass(of: error)
@@ -588,7 +588,7 @@ final class RunWorker: Sendable {
         let shard = Int(j % Int64(definition.shards))
         let body: IterationBody
         do {
-            body = try await scenario.setup(context)
+            body = try await context.run { try await scenario.setup(context) }
         } catch {
             let second = Int64((clock.serverMs(at: .now) ?? 0) / 1000)
             metrics.add("started", second: second)
@@ -612,7 +612,9 @@ final class RunWorker: Sendable {
             metrics.add("started", second: second)
             var ok = true
             var cls: String?
-            do { try await body(IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0, shard: shard)) } catch {
+            do {
+                try await context.run { try await runIteration(body, IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0, shard: shard)) }
+            } catch {
                 ok = false
                 cls = Task.isCancelled ? "aborted" : errorClass(of: error)
             }
