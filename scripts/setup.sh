@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what J4 needs to build and test on Debian/Ubuntu: hiredis, redis-server, pkg-config.
+# Installs what J4 needs to build and test on Debian/Ubuntu: hiredis, redis-server, pkg-config,
+# curl and openssl.
 # Idempotent: installs only what is missing. Uses sudo only when not root.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # test certificates for HTTPS and HTTP/2
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

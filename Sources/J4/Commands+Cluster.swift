@@ -5,6 +5,7 @@ import J4Core
 import J4Redis
 import J4Runtime
 import Logging
+import NIOSSL
 
 struct SubmitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -154,12 +155,13 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Worker id (default: host name, pid and a boot nonce; $J4_WORKER_ID).") var id: String?
+    @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).") var caFile: String?
 
     func run() async throws {
         let logger = try redisOptions.logger("j4.worker")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
         let endpoint = try redisOptions.endpoint()
-        let http = HTTPClient.makeLoadClient()
+        let http = try HTTPClient.makeLoadClient(caFile: caFile)
         let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger)
         let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
             logger.info("signal received: leaving gracefully", metadata: ["signal": "\(sig)"])
@@ -193,8 +195,19 @@ struct SupervisorCommand: AsyncParsableCommand {
 
 extension HTTPClient {
     /// The client load goes through: keep-alive, a generous pool, no redirects followed.
-    static func makeLoadClient() -> HTTPClient {
+    /// The HTTP client VUs share. It trusts the system's CAs plus those in `caFile` (or
+    /// `$J4_CA_FILE`), for targets with certificates of a private CA.
+    static func makeLoadClient(caFile: String? = nil) throws -> HTTPClient {
         var config = HTTPClient.Configuration()
+        if let path = caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"] {
+            let certificates: [NIOSSLCertificate]
+            do { certificates = try NIOSSLCertificate.fromPEMFile(path) } catch {
+                throw CLIError.invalid("--ca-file \(path) is not accepted: it must be PEM certificates (\(error))")
+            }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.additionalTrustRoots = [.certificates(certificates)]
+            config.tlsConfiguration = tls
+        }
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1000)
         config.redirectConfiguration = .disallow
         config.timeout = .init(connect: .seconds(5), read: .seconds(60))

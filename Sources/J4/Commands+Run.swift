@@ -30,6 +30,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Load a shared (cyclic) data pool first: NAME=FILE; repeatable.")
     var sharedPool: [String] = []
 
+    @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).")
+    var caFile: String?
+
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
@@ -80,7 +83,7 @@ struct RunCommand: AsyncParsableCommand {
         let run: String
         do { run = try await RunStore.submit(definition, on: control) } catch { throw CLIError.infrastructure("cannot submit to \(endpoint): \(error)") }
 
-        let http = HTTPClient.makeLoadClient()
+        let http = try HTTPClient.makeLoadClient(caFile: caFile)
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in
             Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger)

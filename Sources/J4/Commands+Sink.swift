@@ -15,6 +15,8 @@ struct SinkCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Up to this much more or less latency, e.g. 2ms.") var jitter = "0ms"
     @Option(name: .long, help: "Share of requests answered with 500, 0 to 1.") var errorRate = 0.0
     @Option(name: .long, help: "EVERY:FOR, e.g. 10s:1s: for the last FOR of every EVERY, all requests wait.") var stall: String?
+    @Option(name: .long, help: "PEM certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN); needs --tls-key.") var tlsCert: String?
+    @Option(name: .long, help: "PEM private key of --tls-cert.") var tlsKey: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not accepted; use 0 to 65535") }
@@ -23,6 +25,7 @@ struct SinkCommand: AsyncParsableCommand {
             throw ValidationError("\(name) \(v) is not accepted; use a duration such as 5ms or 1s")
         }
         if let stall { _ = try parseStall(stall) }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together: give both, or neither") }
     }
 
     func parseStall(_ text: String) throws -> (Duration, Duration) {
@@ -41,9 +44,10 @@ struct SinkCommand: AsyncParsableCommand {
         o.jitter = .milliseconds(DurationText.milliseconds(jitter) ?? 0)
         o.errorRate = errorRate
         if let stall { o.stall = try parseStall(stall) }
+        if let tlsCert, let tlsKey { o.tls = (tlsCert, tlsKey) }
         let sink: Sink
         do { sink = try await Sink.start(o) } catch { throw CLIError.infrastructure("cannot listen on \(host):\(port): \(error)") }
-        FileHandle.standardOutput.write(Data("j4 sink listening on http://\(host.contains(":") ? "[\(host)]" : host):\(sink.port)\n".utf8))
+        FileHandle.standardOutput.write(Data("j4 sink listening on \(tlsCert == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(sink.port)\n".utf8))
         let trap = SignalTrap([SIGTERM, SIGINT]) { _ in Task { await sink.close() } }
         await sink.wait()
         trap.cancel()

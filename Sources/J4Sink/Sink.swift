@@ -1,7 +1,9 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// How `j4 sink` answers.
@@ -18,6 +20,8 @@ public struct SinkOptions: Sendable {
     public var errorRate = 0.0
     /// Every `every`, for the last `duration` of it, all requests wait until the stall ends.
     public var stall: (every: Duration, duration: Duration)?
+    /// PEM certificate chain and private key files: serve HTTPS, HTTP/2 or HTTP/1.1 by ALPN.
+    public var tls: (certificate: String, key: String)?
 
     /// Defaults: 127.0.0.1:8080, no latency, no errors, no stall.
     public init() {}
@@ -50,6 +54,8 @@ public struct SinkStats: Sendable, Codable, Equatable {
     public var by_tick: [String: Int64]
     /// Unix time (ms) the last load request arrived, if any did.
     public var last_ms: Int64?
+    /// By HTTP version: `1.1` or `2`.
+    public var by_version: [String: Int64]
 }
 
 /// Who sent what, as served by `GET /__sink/attribution`: for every `x-j4-tick`/`x-j4-shard`
@@ -76,6 +82,7 @@ public final class Sink: Sendable {
         var byRun: [String: Int64] = [:]
         var bySecond: [Int64: Int64] = [:]
         var byTick: [String: Int64] = [:]
+        var byVersion: [String: Int64] = [:]
         var lastMs: Int64?
         var attribution: [String: [String: Int64]] = [:]
         var attributionOverflow: Int64 = 0
@@ -97,13 +104,39 @@ public final class Sink: Sendable {
     /// Binds and starts serving.
     public static func start(_ options: SinkOptions) async throws -> Sink {
         let box = Mutex<Sink?>(nil)
+        let find: @Sendable () -> Sink? = { box.withLock { $0 } }
+        var tls: NIOSSLContext?
+        if let files = options.tls {
+            let chain = try NIOSSLCertificate.fromPEMFile(files.certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: files.key, format: .pem)
+            var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            configuration.applicationProtocols = ["h2", "http/1.1"]
+            tls = try NIOSSLContext(configuration: configuration)
+        }
+        let context = tls
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true).flatMap {
-                    channel.pipeline.addHandler(SinkHandler(sink: { box.withLock { $0 } }))
+                guard let context else {
+                    return channel.pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true).flatMap {
+                        channel.pipeline.addHandler(SinkHandler(sink: find))
+                    }
+                }
+                // HTTPS: HTTP/2 when the client offers h2 by ALPN, otherwise HTTP/1.1.
+                return channel.pipeline.addHandler(NIOSSLServerHandler(context: context)).flatMap {
+                    channel.configureHTTP2SecureUpgrade(
+                        h2ChannelConfigurator: { connection in
+                            connection.configureHTTP2Pipeline(mode: .server) { stream in
+                                stream.pipeline.addHandlers([HTTP2FramePayloadToHTTP1ServerCodec(), SinkHandler(sink: find)])
+                            }.map { _ in }
+                        },
+                        http1ChannelConfigurator: { connection in
+                            connection.pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true).flatMap {
+                                connection.pipeline.addHandler(SinkHandler(sink: find))
+                            }
+                        })
                 }
             }
         let channel = try await bootstrap.bind(host: options.host, port: options.port).get()
@@ -129,7 +162,7 @@ public final class Sink: Sendable {
                 requests: c.requests, in_flight_max: c.inFlightMax, in_flight: c.inFlight, errors: c.errors,
                 by_worker: c.byWorker, by_run: c.byRun,
                 by_second: c.bySecond.keys.sorted().map { SinkStats.Second(t: $0, n: c.bySecond[$0]!) },
-                by_tick: c.byTick, last_ms: c.lastMs)
+                by_tick: c.byTick, last_ms: c.lastMs, by_version: c.byVersion)
         }
     }
 
@@ -147,7 +180,7 @@ public final class Sink: Sendable {
         }
     }
 
-    func arrived(_ headers: HTTPHeaders) {
+    func arrived(_ headers: HTTPHeaders, version: HTTPVersion) {
         let worker = headers.first(name: "x-j4-worker") ?? "-"
         let run = headers.first(name: "x-j4-run") ?? "-"
         let tick = headers.first(name: "x-j4-tick") ?? "-"
@@ -161,6 +194,7 @@ public final class Sink: Sendable {
             c.byRun[run, default: 0] += 1
             c.bySecond[ms / 1000, default: 0] += 1
             c.byTick[tick, default: 0] += 1
+            c.byVersion[version.major >= 2 ? "2" : "\(version.major).\(version.minor)", default: 0] += 1
             c.lastMs = ms
             if let shard {
                 let key = tick + "/" + shard
@@ -212,7 +246,7 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let h):
             head = h
             if !h.uri.hasPrefix("/__sink/") {
-                sink()?.arrived(h.headers)
+                sink()?.arrived(h.headers, version: h.version)
             }
         case .body:
             break

@@ -4,6 +4,7 @@ import J4Redis
 import J4Runtime
 import J4Sink
 import NIOCore
+import NIOSSL
 
 /// The `j4` executable built next to the tests (`swift build --build-tests` builds it).
 public enum J4Binary {
@@ -56,7 +57,7 @@ public final class SinkProcess: Sendable {
     /// Starts `j4 sink --port 0 EXTRA…` and waits for its "listening" line.
     public static func start(_ extra: [String] = []) async throws -> SinkProcess {
         let child = try J4Binary.start(["sink", "--port", "0"] + extra)
-        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http://") }),
+        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http") }),
               let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
               let port = Int(text[range].split(separator: ":").last ?? "")
         else {
@@ -72,18 +73,26 @@ public final class SinkProcess: Sendable {
     }
 
     /// The load URL.
-    public var url: String { "http://127.0.0.1:\(port)/" }
+    public var url: String { "\(child.output.all.contains("listening on https://") ? "https" : "http")://127.0.0.1:\(port)/" }
+
+    /// A client for the sink's own endpoints: over HTTPS it does not check the sink's
+    /// (self-signed, test-only) certificate.
+    static let insecure: HTTPClient = {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+    }()
 
     /// `GET /__sink/stats`.
     public func stats() async throws -> SinkStats {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/__sink/stats"), timeout: .seconds(10))
+        let response = try await SinkProcess.insecure.execute(HTTPClientRequest(url: url + "__sink/stats"), timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 22)
         return try JSONDecoder().decode(SinkStats.self, from: Data(buffer: body))
     }
 
     /// `GET /__sink/attribution`.
     public func attribution() async throws -> SinkAttribution {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/__sink/attribution"), timeout: .seconds(10))
+        let response = try await SinkProcess.insecure.execute(HTTPClientRequest(url: url + "__sink/attribution"), timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 26)
         return try JSONDecoder().decode(SinkAttribution.self, from: Data(buffer: body))
     }

@@ -187,3 +187,29 @@ extension EndToEndTests {
         await chatServer.stop()
     }
 }
+
+extension EndToEndTests {
+    @Test("HTTPS with HTTP/2: the http scenario against j4 sink --tls-cert, trusting a private CA: every request arrives over HTTP/2, exactly as many as started")
+    func http2() async throws {
+        let dir = NSTemporaryDirectory() + "j4-tls-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let openssl = try ChildProcess("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        #expect(await openssl.wait() == 0, "\(openssl.output.tail())")
+        let sink = try await SinkProcess.start(["--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"])
+        #expect(sink.url.hasPrefix("https://"))
+        let file = try temporaryFile(Self.arrivalRate(sink, name: "h2", start: 100, stages: "  - { duration: 3s, target: 100 }", shards: 4))
+        let summaryPath = NSTemporaryDirectory() + "j4-h2-\(UUID().uuidString).json"
+        let (code, out) = try await J4Binary.run(["run", file, "--workers", "2", "--ca-file", dir + "/cert.pem", "--summary-json", summaryPath, "--quiet"])
+        #expect(code == 0, "\(out)")
+        let stats = try await sink.stats()
+        let s = try Self.summary(summaryPath)
+        print("figures http2: sink \(stats.requests) requests, by version \(stats.by_version), summary started \(s["started"] ?? "?") failed \(s["failed"] ?? "?")")
+        #expect(stats.requests == 300 && stats.by_version == ["2": 300])
+        #expect(s["started"] as? Int == 300 && s["ok"] as? Int == 300)
+        await sink.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
