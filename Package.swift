@@ -107,6 +107,17 @@ let package = Package(
         .executableTarget(name: "j4", dependencies: ["J4"], swiftSettings: settings),
         // The README's "your own scenarios" example, compiled so that it cannot rot.
         .executableTarget(name: "j4-example", dependencies: ["J4"], path: "examples/custom-scenario", swiftSettings: settings),
+        // The code of docs/SCENARIOS.md, compiled so that the guide cannot rot.
+        .executableTarget(
+            name: "j4-guide",
+            dependencies: [
+                "J4", "J4GRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            path: "examples/guide",
+            swiftSettings: settings
+        ),
         // examples/http-checkout, built here too so that CI compiles it with the package's own
         // build (the example's Package.swift builds the same sources on its own).
         .executableTarget(name: "checkout-j4", dependencies: ["J4"], path: "examples/http-checkout/Sources/CheckoutLoad", swiftSettings: settings),
@@ -161,7 +172,10 @@ let package = Package(
         ),
         .testTarget(
             name: "J4EndToEndTests",
-            dependencies: ["J4Core", "J4Redis", "J4Runtime", "J4TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                "J4Core", "J4Redis", "J4Runtime", "J4TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: settings
         ),
     ]

@@ -81,6 +81,17 @@ struct DocumentationTests {
         #expect(readme.contains("```swift\n" + example + "```"))
     }
 
+    @Test("every Swift block of the scenario guide is compiled code of examples/guide")
+    func guideCompiles() throws {
+        let guide = try String(contentsOf: Self.root.appendingPathComponent("docs/SCENARIOS.md"), encoding: .utf8)
+        let code = try String(contentsOf: Self.root.appendingPathComponent("examples/guide/main.swift"), encoding: .utf8)
+        let blocks = guide.components(separatedBy: "```swift\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
+        #expect(blocks.count >= 6)
+        for block in blocks where !block.hasPrefix("// Package.swift") {
+            #expect(code.contains(block), "not in examples/guide/main.swift:\n\(block)")
+        }
+    }
+
     @Test("the demo definition validates")
     func demoValidates() throws {
         let text = try String(contentsOf: Self.root.appendingPathComponent("examples/demo.yaml"), encoding: .utf8)

@@ -4,6 +4,7 @@ import J4Core
 import J4Redis
 import J4Runtime
 import J4TestSupport
+import Logging
 import Testing
 
 /// An example's server (`checkout-server`, `chat-server`) on a free port.
@@ -116,6 +117,10 @@ extension EndToEndTests {
         }
         print("figures pool: accounts by worker before the kill \(spread), after \(after)")
         #expect(after["w1"] == nil && after.values.reduce(0, +) == 24, "\(after)")
+        // The VUs w1 had are set up again on w0 and w2 with the same numbers: every VU 0..<24 holds an account.
+        let holders = try await c.send(["HVALS", PoolKeys(pool: "accounts").holders]).array ?? []
+        let vuNumbers = Set(holders.compactMap { $0.string?.split(separator: "|").dropFirst().first.flatMap { Int($0) } })
+        #expect(vuNumbers == Set(0..<24), "\(vuNumbers.sorted())")
         var state = ""
         for _ in 0..<200 where state != "finished" {
             state = try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string ?? ""
@@ -184,6 +189,8 @@ extension EndToEndTests {
         #expect((trends["delivery"]?["count"] as? Int) == received)
         let steps = s["steps"] as? [String: [String: Any]] ?? [:]
         #expect(steps["send"]?["count"] as? Int == counters["sent"] && steps["login"]?["count"] as? Int == vus)
+        // Each handshake is a step too: the first ones and the reconnections.
+        #expect(steps["chat connect"]?["count"] as? Int == 2 * vus && steps["chat connect"]?["failed"] as? Int == 0, "\(steps["chat connect"] ?? [:])")
         await chatServer.stop()
     }
 }
@@ -211,5 +218,24 @@ extension EndToEndTests {
         #expect(s["started"] as? Int == 300 && s["ok"] as? Int == 300)
         await sink.stop()
         try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+extension EndToEndTests {
+    @Test("GraphQL against the example's GraphQLSwift server: a 200 with an errors array fails the step as graphql; data comes back otherwise")
+    func graphQLErrors() async throws {
+        let shop = try await ExampleServer.start("checkout-server")
+        let recorder = MetricsRecorder()
+        let vu = VUContext(run: "r", worker: "w", vu: 0, params: .null, logger: Logger(label: "test"), http: HTTPClient.shared,
+                           metrics: ScenarioMetrics(recorder: recorder) { 1 })
+        let data = try await vu.graphQL("products", url: shop.url + "/graphql", query: "{ products { id } }")
+        #expect(data["products"]?.arrayValue?.count == 10)
+        // Not logged in: the server answers 200 with {"data": {"cart": null}, "errors": [...]}.
+        await #expect(throws: GraphQLErrors.self) { _ = try await vu.graphQL("cart", url: shop.url + "/graphql", query: "{ cart { totalCents } }") }
+        let fields = Dictionary(uniqueKeysWithValues: recorder.drain().flatMap(\.fields)).mapValues(String.init)
+        let (steps, _, _, _) = RunSummary.scenarioMetrics(fields)
+        #expect(steps["products"]?.count == 1 && steps["products"]?.failed == 0)
+        #expect(steps["cart"]?.failed == 1 && steps["cart"]?.errors == ["graphql": 1])
+        await shop.stop()
     }
 }

@@ -82,6 +82,7 @@ struct ScriptContractTests {
         let keys = [k.ctl, k.plan, k.leases, k.owners, k.workers, k.claims(tick: 0).replacingOccurrences(of: ":0", with: ":<n>"),
                     k.metrics(second: 0).replacingOccurrences(of: ":0", with: ":<second>"), k.totals, k.flushSeqs, k.events, k.ticks,
                     GlobalKeys.runs, GlobalKeys.active, GlobalKeys.leader, GlobalKeys.signals]
+            + { (p: PoolKeys) in [p.meta, p.items, p.free, p.held, p.holders] }(PoolKeys(pool: "NAME"))
         for key in keys { #expect(readme.contains("| `\(key)` |"), "README's key table lacks \(key)") }
         let eventsTable = readme.components(separatedBy: "### Event types").last?.components(separatedBy: "\n## ").first ?? ""
         var types = 0

@@ -8,7 +8,8 @@ import WSClient
 /// A WebSocket that lives as long as its VU and reconnects when it drops (built on
 /// ``VUContext/reconnecting(_:minBackoff:maxBackoff:_:)``, so it has the same metrics).
 ///
-/// Every handshake carries J4's attribution headers and a W3C `traceparent`.
+/// Every handshake carries J4's attribution headers and a W3C `traceparent`, and is timed as
+/// the step `<name> connect`.
 public final class WebSocketChannel: Sendable {
     /// The stream's name, the prefix of its metrics.
     public let name: String
@@ -58,19 +59,27 @@ extension VUContext {
         let channel = WebSocketChannel(name: name)
         let logger = self.logger
         let fields = attributionHeaders + headers
-        reconnecting(name) { link in
+        reconnecting(name) { [self] link in
             var configuration = WebSocketClientConfiguration()
             for (k, v) in fields + [("traceparent", TraceContext.traceparent(traceID: TraceContext.newTraceID()))] {
                 if let field = HTTPField.Name(k) { configuration.additionalHeaders[field] = v }
             }
             defer { channel.down() }
-            try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
-                channel.up(outbound)
-                link.connected()
-                var messages = inbound.messages(maxSize: maxMessage).makeAsyncIterator()
-                while let message = try await messages.next() {
-                    if case .text(let text) = message { await onMessage(text) }
+            // The handshake is the step `<name> connect`.
+            let handshake = openStep(name + " connect")
+            do {
+                try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+                    handshake.end(errorClass: nil)
+                    channel.up(outbound)
+                    link.connected()
+                    var messages = inbound.messages(maxSize: maxMessage).makeAsyncIterator()
+                    while let message = try await messages.next() {
+                        if case .text(let text) = message { await onMessage(text) }
+                    }
                 }
+            } catch {
+                handshake.end(errorClass: errorClass(of: error))
+                throw error
             }
         }
         return channel
