@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what J4 needs to build and test on Debian/Ubuntu: hiredis, redis-server, pkg-config,
-# curl and openssl.
+# curl, openssl and chromium (headless, for the HTML report test).
 # Idempotent: installs only what is missing. Uses sudo only when not root.
 set -euo pipefail
 
@@ -9,7 +9,8 @@ dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)   # test certificates for HTTPS and HTTP/2
+command -v openssl >/dev/null 2>&1 || need+=(openssl)     # test certificates for HTTPS and HTTP/2
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # renders the HTML report in a test
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -33,10 +33,19 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).")
     var caFile: String?
 
+    @Option(name: .long, help: "Also write a report at the end: FORMAT:FILE with FORMAT text, json, html or junit; repeatable.")
+    var report: [String] = []
+
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
         guard (1...256).contains(workers) else { throw ValidationError("--workers \(workers) is not accepted; use 1 to 256") }
+        for r in report {
+            let p = r.split(separator: ":", maxSplits: 1)
+            guard p.count == 2, ["text", "json", "html", "junit"].contains(String(p[0])), !p[1].isEmpty else {
+                throw ValidationError("--report \(r) is not accepted; use FORMAT:FILE with FORMAT text, json, html or junit, e.g. html:report.html")
+            }
+        }
     }
 
     func run() async throws {
@@ -145,7 +154,49 @@ struct RunCommand: AsyncParsableCommand {
                 throw CLIError.infrastructure("cannot write \(summaryJson): \((error as NSError).localizedDescription)")
             }
         }
+        if !report.isEmpty, let full = try await RunReport.load(run, on: control) {
+            for r in report {
+                let p = r.split(separator: ":", maxSplits: 1).map(String.init)
+                let text = p[0] == "json" ? full.json + "\n" : p[0] == "html" ? full.html : p[0] == "junit" ? full.junit : full.text + "\n"
+                do { try text.write(toFile: p[1], atomically: true, encoding: .utf8) } catch {
+                    throw CLIError.infrastructure("cannot write \(p[1]): \((error as NSError).localizedDescription)")
+                }
+            }
+        }
         await control.close()
+        if !summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }
+    }
+}
+
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait",
+        abstract: "Wait for a run to end, print its summary, and exit 99 when a threshold failed (for CI).",
+        discussion: "Exit codes: 0 all thresholds passed, 99 a threshold failed, 2 no such run, 3 Redis unreachable or --timeout passed.")
+
+    @Argument(help: "The run id.") var run: String
+    @Option(name: .long, help: "Give up after this long, e.g. 30m (default: wait as long as it takes).") var timeout: String?
+    @Flag(name: .long, help: "Print the summary as JSON.") var json = false
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        var deadline: ContinuousClock.Instant?
+        if let timeout {
+            guard let ms = DurationText.milliseconds(timeout), ms > 0 else { throw CLIError.invalid("--timeout \(timeout) is not accepted; use a duration such as 30m") }
+            deadline = .now + .milliseconds(ms)
+        }
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-wait"))
+        guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
+        while true {
+            guard let summary = try await RunSummary.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
+            if !(RunState(rawValue: summary.state)?.isLive ?? false) {
+                print(json ? summary.json : summary.text)
+                if !summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }
+                return
+            }
+            if let deadline, ContinuousClock.now >= deadline { throw CLIError.infrastructure("run \(run) still \(summary.state) after \(timeout ?? "")") }
+            try await Task.sleep(for: .seconds(1))
+        }
     }
 }
 
@@ -199,5 +250,39 @@ final class Progress {
 
     func finish() {
         if shown { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "A run's report from Redis: text (like k6's end-of-test summary), json, html (one self-contained file with charts) or junit.",
+        discussion: "json: the summary plus per-second and per-step series and the events. junit: one test case per threshold. Exit 99 when a threshold failed.")
+
+    @Argument(help: "The run id.") var run: String
+    @Option(name: .long, help: "text, json, html or junit.") var format = "text"
+    @Option(name: [.short, .customLong("output")], help: "Write to this file instead of standard output.") var output: String?
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() async throws {
+        guard ["text", "json", "html", "junit"].contains(format) else { throw CLIError.invalid("--format \(format) is not accepted; use text, json, html or junit") }
+        guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
+        let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-report"))
+        guard let report = try await RunReport.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
+        let text: String
+        switch format {
+        case "json": text = report.json + "\n"
+        case "html": text = report.html
+        case "junit": text = report.junit
+        default: text = report.text + "\n"
+        }
+        if let output {
+            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                throw CLIError.infrastructure("cannot write \(output): \((error as NSError).localizedDescription)")
+            }
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+        if !report.summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }
     }
 }

@@ -74,7 +74,7 @@ struct Root: AsyncParsableCommand {
         commandName: "j4",
         abstract: "J4: distributed load testing in Swift. Load stays on its curve when workers die, join or stall.",
         subcommands: [
-            RunCommand.self, SubmitCommand.self, StatusCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self,
+            RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self,
             PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self,
         ])
 }

@@ -120,15 +120,43 @@ extension RunDefinition {
 
         let params = root["params"] ?? .object([:])
         if case .object = params {} else { v.problem("params", params, "a map of values handed to the scenario") }
-        var thresholds: [String] = []
+        var thresholds: [Threshold] = []
         switch root["thresholds"] {
         case nil: break
         case .array(let list):
-            for (i, t) in list.enumerated() {
-                if let s = t.stringValue, !s.isEmpty, s.count <= 200 { thresholds.append(s) } else { v.problem("thresholds[\(i)]", t, "a text such as \"p99(http) < 250ms\"") }
+            for (i, entry) in list.enumerated() {
+                let field = "thresholds[\(i)]"
+                var text = entry.stringValue
+                var abort = false
+                var delay: Int64 = 0
+                if case .object(let o) = entry {
+                    for key in o.keys.sorted() where !["threshold", "abortOnFail", "delayAbortEval"].contains(key) {
+                        v.problem("\(field).\(key)", o[key], "unknown field; a threshold has threshold, abortOnFail and delayAbortEval")
+                    }
+                    text = o["threshold"]?.stringValue
+                    if text == nil { v.problem("\(field).threshold", o["threshold"], Threshold.forms) }
+                    switch o["abortOnFail"] {
+                    case nil: break
+                    case .bool(let b)?: abort = b
+                    case let other?: v.problem("\(field).abortOnFail", other, "true or false")
+                    }
+                    delay = v.duration("\(field).delayAbortEval", o["delayAbortEval"], default: 0, range: 0...86_400_000) ?? 0
+                } else if text == nil {
+                    v.problem(field, entry, "a text (\(Threshold.forms)) or a map with threshold, abortOnFail and delayAbortEval")
+                    continue
+                }
+                guard let text else { continue }
+                guard text.count <= 200, var t = Threshold.parse(text) else {
+                    v.problem(entry.stringValue == nil ? "\(field).threshold" : field, .string(text), Threshold.forms)
+                    continue
+                }
+                t.abortOnFail = abort
+                t.delayAbortEvalMs = delay
+                thresholds.append(t)
             }
-        case let other?: v.problem("thresholds", other, "a list of texts such as [\"p99(http) < 250ms\", \"errors < 1%\"]")
+        case let other?: v.problem("thresholds", other, "a list such as [\"p99(login) < 250ms\", \"errors < 1%\"]")
         }
+        if thresholds.count > 50 { v.problem("thresholds", .int(Int64(thresholds.count)), "at most 50 thresholds") }
 
         guard v.problems.isEmpty, let name, let scenario, let model, let tickMs, let shards, let ttlMs, let maxInFlight, let start else {
             throw DefinitionError(problems: v.problems)

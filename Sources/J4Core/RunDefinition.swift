@@ -62,8 +62,8 @@ public struct RunDefinition: Sendable, Equatable {
     public var maxInFlight: Int
     /// Handed to the scenario as it is.
     public var params: JSONValue
-    /// Pass/fail criteria, stored as typed (evaluated by the supervisor in a later version).
-    public var thresholds: [String]
+    /// Pass/fail criteria, evaluated on the cluster's merged metrics.
+    public var thresholds: [Threshold]
 
     /// The whole run's length in milliseconds.
     public var durationMs: Int64 { stages.reduce(0) { $0 + $1.durationMs } }
@@ -92,7 +92,10 @@ extension RunDefinition {
             "maxInFlight": .int(Int64(maxInFlight)),
             "params": params,
         ]
-        o["thresholds"] = .array(thresholds.map { .string($0) })
+        o["thresholds"] = .array(thresholds.map { t in
+            guard t.abortOnFail else { return .string(t.text) }
+            return .object(["threshold": .string(t.text), "abortOnFail": .bool(true), "delayAbortEval": .string(DurationText.format(t.delayAbortEvalMs))])
+        })
         return .object(o)
     }
 

@@ -64,13 +64,15 @@ public struct RunSummary: Sendable, Codable {
     public var counters: [String: Int64]
     /// Custom duration histograms by name.
     public var trends: [String: Trend]
+    /// Each threshold of the definition with its value and verdict.
+    public var thresholds: [ThresholdResult]
     /// Workers that reported metrics.
     public var workers: Int
     /// Seconds from tick 0 to the end (or to now).
     public var duration_s: Double?
 
     enum CodingKeys: String, CodingKey {
-        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, steps, checks, counters, trends, workers, duration_s
+        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, steps, checks, counters, trends, thresholds, workers, duration_s
     }
 
     /// Reads the run's ctl and totals and builds its summary.
@@ -116,7 +118,9 @@ public struct RunSummary: Sendable, Codable {
             run: info.id, name: d.name, state: info.state.rawValue, model: d.model.rawValue, scenario: d.scenario,
             target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending,
             ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency,
-            steps: steps, checks: checks, counters: counters, trends: trends, workers: workers, duration_s: duration)
+            steps: steps, checks: checks, counters: counters, trends: trends,
+            thresholds: ThresholdEvaluator.evaluate(d.thresholds, totals: totals, durationS: duration),
+            workers: workers, duration_s: duration)
     }
 
     static func latencyOf(_ histogram: [Int64: Int64], sumUs: Int64, maxUs: Int64?) -> Latency {
@@ -175,6 +179,9 @@ public struct RunSummary: Sendable, Codable {
         return (steps, checks, counters, trends)
     }
 
+    /// True when every threshold held (and when there are none).
+    public var thresholdsPassed: Bool { thresholds.allSatisfy(\.ok) }
+
     /// Pretty JSON with sorted keys.
     public var json: String {
         let e = JSONEncoder()
@@ -218,6 +225,10 @@ public struct RunSummary: Sendable, Codable {
             lines.append("  trend \(name) ... n=\(t.count) p50=\(f(l.p50)) p95=\(f(l.p95)) p99=\(f(l.p99)) max=\(f(l.max)) mean=\(f(l.mean))")
         }
         if let duration_s { lines.append("  duration .... \(String(format: "%.1fs", duration_s))") }
+        if !thresholds.isEmpty {
+            lines.append("  thresholds .. " + (thresholdsPassed ? "all passed" : "\(thresholds.filter { !$0.ok }.count) of \(thresholds.count) FAILED"))
+            for t in thresholds { lines.append("    \(t.ok ? "✓" : "✗") \(t.threshold) ... \(t.shown)") }
+        }
         return lines.joined(separator: "\n")
     }
 }

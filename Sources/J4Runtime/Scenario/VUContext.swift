@@ -235,7 +235,8 @@ public struct ScenarioMetrics: Sendable {
         recorder.observe("x:" + MetricName.clean(name), micros: MetricsRecorder.micros(duration), second: second())
     }
 
-    func stepEnded(_ name: String, began: ContinuousClock.Instant, errorClass: String?) {
+    /// Records the end of a step begun at `began` (used by ``VUContext/step(_:_:)``).
+    public func stepEnded(_ name: String, began: ContinuousClock.Instant, errorClass: String?) {
         let n = "s:" + MetricName.clean(name)
         let s = second()
         recorder.observe(n, micros: MetricsRecorder.micros(began.duration(to: .now)), second: s)
@@ -245,7 +246,8 @@ public struct ScenarioMetrics: Sendable {
         }
     }
 
-    func checked(_ name: String, _ ok: Bool) {
+    /// Counts a check (used by ``VUContext/check(_:_:)``).
+    public func checked(_ name: String, _ ok: Bool) {
         recorder.add("k:" + MetricName.clean(name) + (ok ? ":p" : ":f"), second: second())
     }
 }

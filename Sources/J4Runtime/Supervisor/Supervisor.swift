@@ -110,6 +110,7 @@ public final class Supervisor: Sendable {
                 logger.info("run started", metadata: ["run": "\(run)", "start_in_ms": "\(start - reply.nowMs)"])
             }
             try await client.reap(connection)
+            if info.state == .running, try await abortOnFailedThreshold(info, client: client, nowMs: reply.nowMs, startMs: start) { return }
             // The run is over once its last granted tick has ended, plus a grace for the
             // workers' last iterations and flushes.
             let endTick = min(info.stopTick, curve.tickCount)
@@ -126,6 +127,23 @@ public final class Supervisor: Sendable {
             try await RunStore.deactivate(run, on: connection)
             _ = curves.withLock { $0.removeValue(forKey: run) }
         }
+    }
+
+    /// Evaluates the run's `abortOnFail` thresholds whose delay has passed on its merged
+    /// metrics so far; aborts the run when one fails (a threshold without data yet waits).
+    func abortOnFailedThreshold(_ info: RunInfo, client: RunClient, nowMs: Int64, startMs: Int64) async throws -> Bool {
+        let elapsed = nowMs - startMs
+        let due = info.definition.thresholds.filter { $0.abortOnFail && elapsed >= $0.delayAbortEvalMs }
+        guard !due.isEmpty, elapsed > 0 else { return false }
+        let totals = try await connection.send(["HGETALL", RunKeys(run: info.id).totals]).hash ?? [:]
+        let failed = ThresholdEvaluator.evaluate(due, totals: totals, durationS: Double(elapsed) / 1000).filter { $0.value != nil && !$0.ok }
+        guard let first = failed.first else { return false }
+        let reason = "threshold \(first.threshold) failed: \(first.shown)"
+        logger.warning("aborting a run: a threshold with abortOnFail failed", metadata: ["run": "\(info.id)", "threshold": "\(first.threshold)", "value": "\(first.shown)"])
+        try await client.abort(connection, who: id, reason: reason)
+        try await RunStore.deactivate(info.id, on: connection)
+        _ = curves.withLock { $0.removeValue(forKey: info.id) }
+        return true
     }
 
     func serverNowMs() async throws -> Int64? {

@@ -639,7 +639,8 @@ final class RunWorker: Sendable {
         pendingFlushes.withLock { p in
             for (second, fields) in fresh {
                 let seq = flushSeq.add(1, ordering: .relaxed).newValue
-                p.append((seq, second, fields))
+                // max:w:<worker> = 1 marks this worker as active in that second (kept as a maximum).
+                p.append((seq, second, fields + [("max:w:" + worker, 1)]))
             }
         }
         let attempts = final ? 3 : 1

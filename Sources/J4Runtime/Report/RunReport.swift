@@ -1,0 +1,144 @@
+import Foundation
+import J4Core
+import J4Redis
+
+/// Everything `j4 report` shows about a run: its summary, per-second series of the whole
+/// cluster (merged in Redis), per-step series, and its events.
+public struct RunReport: Sendable, Codable {
+    /// One second of the run, merged over every worker.
+    public struct Second: Sendable, Codable, Equatable {
+        /// Seconds from tick 0.
+        public var t: Int64
+        /// Unix second.
+        public var unix: Int64
+        /// What the curve asked for: iterations per second (arrival-rate) or VUs (vus).
+        public var target: Double
+        public var started: Int64
+        public var ok: Int64
+        public var failed: Int64
+        public var dropped: Int64
+        /// Failed iterations by error class.
+        public var errors: [String: Int64]
+        /// Iteration latency in this second (ms).
+        public var p50: Double?, p95: Double?, p99: Double?, max: Double?
+        /// Workers that reported metrics for this second.
+        public var workers: Int
+    }
+    /// One second of one step.
+    public struct StepSecond: Sendable, Codable, Equatable {
+        public var t: Int64
+        public var count: Int64
+        public var failed: Int64
+        public var p95: Double?
+    }
+    /// One event of the run.
+    public struct Event: Sendable, Codable, Equatable {
+        /// Seconds from tick 0 (negative before it).
+        public var t: Double
+        public var type: String
+        /// The event's other fields.
+        public var fields: [String: String]
+    }
+
+    public var summary: RunSummary
+    public var series: [Second]
+    public var steps: [String: [StepSecond]]
+    public var events: [Event]
+
+    /// Reads the run's summary, its per-second hashes from tick 0 to its end (or now) and its
+    /// events; nil when there is no such run.
+    public static func load(_ run: String, on c: RedisConnection) async throws -> RunReport? {
+        guard let info = try await RunStore.info(run, on: c), let summary = try await RunSummary.load(run, on: c) else { return nil }
+        let keys = RunKeys(run: run)
+        var series: [Second] = []
+        var steps: [String: [StepSecond]] = [:]
+        if let startMs = info.startMs {
+            let first = startMs / 1000
+            let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+            let last = max(first, ((info.finishedMs ?? nowMs) + 999) / 1000)
+            let seconds = Array(first...min(last, first + 86_400))
+            let curve = info.curve
+            for batch in stride(from: 0, to: seconds.count, by: 500).map({ Array(seconds[$0..<min($0 + 500, seconds.count)]) }) {
+                let replies = try await c.pipeline(batch.map { ["HGETALL", keys.metrics(second: $0)] })
+                for (unix, reply) in zip(batch, replies) {
+                    let h = reply.hash ?? [:]
+                    let t = unix - first
+                    let midMs = min(max(0, t * 1000 + 500), curve.durationMs)
+                    let target = unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
+                    series.append(second(t: t, unix: unix, target: target, h))
+                    for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, count: step.count, failed: step.failed, p95: step.p95)) }
+                }
+            }
+        }
+        let start = Double(info.startMs ?? 0)
+        let entries = try await c.send(["XRANGE", keys.events, "-", "+"]).array ?? []
+        let events: [Event] = entries.compactMap { e in
+            guard let parts = e.array, parts.count == 2, let f = parts[1].hash, let type = f["type"] else { return nil }
+            let at = Double(f["at"] ?? "") ?? start
+            return Event(t: (at - start) / 1000, type: type, fields: f.filter { $0.key != "type" && $0.key != "at" })
+        }
+        return RunReport(summary: summary, series: series, steps: steps, events: events)
+    }
+
+    static func second(t: Int64, unix: Int64, target: Double, _ h: [String: String]) -> Second {
+        func v(_ k: String) -> Int64 { Int64(h[k] ?? "0") ?? 0 }
+        let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf("lat", h)
+        func q(_ x: Double) -> Double? { LatencyBuckets.quantile(x, of: buckets).map { Double(min($0, maxUs ?? $0)) / 1000 } }
+        var errors: [String: Int64] = [:]
+        for (k, value) in h where k.hasPrefix("err:") { errors[String(k.dropFirst(4))] = Int64(value) ?? 0 }
+        return Second(t: t, unix: unix, target: target, started: v("started"), ok: v("ok"), failed: v("failed"), dropped: v("dropped"),
+                      errors: errors, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: maxUs.map { Double($0) / 1000 },
+                      workers: h.keys.filter { $0.hasPrefix("max:w:") }.count)
+    }
+
+    static func stepsOf(_ h: [String: String]) -> [String: (count: Int64, failed: Int64, p95: Double?)] {
+        let (steps, _, _, _) = RunSummary.scenarioMetrics(h)
+        return steps.mapValues { ($0.count, $0.failed, $0.latency_ms.p95) }
+    }
+
+    /// Pretty JSON with sorted keys.
+    public var json: String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// k6-like text: the summary and the events.
+    public var text: String {
+        var lines = [summary.text]
+        if !events.isEmpty {
+            lines.append("  events:")
+            for e in events {
+                let rest = e.fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                lines.append(String(format: "    %+8.3fs ", e.t) + e.type + (rest.isEmpty ? "" : " " + rest))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// JUnit XML: one test case per threshold (none: one passing case for the run).
+    public var junit: String {
+        func x(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+                .replacingOccurrences(of: "\"", with: "&quot;")
+        }
+        let s = summary
+        let failures = s.thresholds.filter { !$0.ok }.count
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        out += "<testsuites name=\"j4\" tests=\"\(max(1, s.thresholds.count))\" failures=\"\(failures)\">\n"
+        out += "  <testsuite name=\"\(x(s.name)) (\(x(s.run)))\" tests=\"\(max(1, s.thresholds.count))\" failures=\"\(failures)\" time=\"\(String(format: "%.3f", s.duration_s ?? 0))\">\n"
+        if s.thresholds.isEmpty {
+            out += "    <testcase classname=\"j4.\(x(s.name))\" name=\"run \(x(s.state))\"/>\n"
+        }
+        for t in s.thresholds {
+            out += "    <testcase classname=\"j4.\(x(s.name)).thresholds\" name=\"\(x(t.threshold))\">"
+            if t.ok {
+                out += "<system-out>\(x(t.shown))</system-out></testcase>\n"
+            } else {
+                out += "<failure message=\"\(x(t.threshold)) failed: \(x(t.shown))\" type=\"threshold\">value \(x(t.shown))</failure></testcase>\n"
+            }
+        }
+        out += "  </testsuite>\n</testsuites>\n"
+        return out
+    }
+}
