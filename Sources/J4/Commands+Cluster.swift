@@ -156,12 +156,15 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Worker id (default: host name, pid and a boot nonce; $J4_WORKER_ID).") var id: String?
     @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).") var caFile: String?
+    @OptionGroup var metricsOptions: MetricsOptions
 
     func run() async throws {
         let logger = try redisOptions.logger("j4.worker")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
         let endpoint = try redisOptions.endpoint()
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
+        let metricsEndpoint = try await metricsOptions.start()
+        defer { Task { await metricsEndpoint?.close() } }
         let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger)
         let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
             logger.info("signal received: leaving gracefully", metadata: ["signal": "\(sig)"])
@@ -182,9 +185,12 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Supervisor id (default: host name and pid).") var id: String?
+    @OptionGroup var metricsOptions: MetricsOptions
 
     func run() async throws {
         let logger = try redisOptions.logger("j4.supervisor")
+        let metricsEndpoint = try await metricsOptions.start()
+        defer { Task { await metricsEndpoint?.close() } }
         let id = self.id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger)
         let trap = SignalTrap([SIGTERM, SIGINT]) { _ in supervisor.resign() }
@@ -194,8 +200,7 @@ struct SupervisorCommand: AsyncParsableCommand {
 }
 
 extension HTTPClient {
-    /// The client load goes through: keep-alive, a generous pool, no redirects followed.
-    /// The HTTP client VUs share. It trusts the system's CAs plus those in `caFile` (or
+    /// The HTTP client VUs share: keep-alive, a generous pool, no redirects followed. It trusts the system's CAs plus those in `caFile` (or
     /// `$J4_CA_FILE`), for targets with certificates of a private CA.
     static func makeLoadClient(caFile: String? = nil) throws -> HTTPClient {
         var config = HTTPClient.Configuration()

@@ -36,6 +36,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Also write a report at the end: FORMAT:FILE with FORMAT text, json, html or junit; repeatable.")
     var report: [String] = []
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
@@ -93,6 +95,8 @@ struct RunCommand: AsyncParsableCommand {
         do { run = try await RunStore.submit(definition, on: control) } catch { throw CLIError.infrastructure("cannot submit to \(endpoint): \(error)") }
 
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
+        let metricsEndpoint = try await metricsOptions.start()
+        defer { Task { await metricsEndpoint?.close() } }
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in
             Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger)

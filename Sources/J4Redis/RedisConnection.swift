@@ -1,6 +1,7 @@
 import CHiredis
 import Foundation
 import Logging
+import Metrics
 
 /// Timeouts and identity of a connection.
 public struct RedisConnectionOptions: Sendable {
@@ -166,7 +167,11 @@ public final class RedisConnection: @unchecked Sendable {
         context = nil
     }
 
+    private lazy var errorCounter = Counter(label: "j4_redis_errors_total", dimensions: [("client", options.clientName)])
+    private lazy var connectCounter = Counter(label: "j4_redis_connects_total", dimensions: [("client", options.clientName)])
+
     private func noteFailure(_ message: String) {
+        errorCounter.increment()
         failures += 1
         lastFailure = message
         let base = options.minBackoff * Int(1 << min(failures - 1, 16))
@@ -188,6 +193,7 @@ public final class RedisConnection: @unchecked Sendable {
         failures = 0
         retryAt = nil
         connects += 1
+        connectCounter.increment()
         return context!
     }
 

@@ -92,6 +92,20 @@ struct DocumentationTests {
         }
     }
 
+    @Test("the Grafana dashboard is JSON and queries only metrics J4 exports")
+    func dashboard() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("deploy/grafana/j4-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let telemetry = try String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Worker/Telemetry.swift"), encoding: .utf8)
+            + String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Supervisor/Supervisor.swift"), encoding: .utf8)
+        let text = String(decoding: data, as: UTF8.self)
+        let names = Set(text.matches(of: /j4_[a-z_]+/).map { String($0.0) }.map { n in
+            ["_bucket", "_count", "_sum"].reduce(n) { $0.hasSuffix($1) ? String($0.dropLast($1.count)) : $0 }
+        })
+        #expect((dashboard["panels"] as? [Any])?.count ?? 0 >= 10 && names.count >= 12)
+        for name in names { #expect(telemetry.contains("\"\(name)\"") || telemetry.contains("`\(name)`"), "\(name) is not exported") }
+    }
+
     @Test("the demo definition validates")
     func demoValidates() throws {
         let text = try String(contentsOf: Self.root.appendingPathComponent("examples/demo.yaml"), encoding: .utf8)

@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import J4Core
 import J4Redis
 import J4Runtime
@@ -72,5 +74,51 @@ extension EndToEndTests {
         // 2 s of delay, then a flush or two and one supervision cycle: far less than the 30 s asked for.
         #expect((s["duration_s"] as? Double ?? 99) < 10 && stats.requests < 500, "\(s)")
         await sink.stop()
+    }
+}
+
+extension EndToEndTests {
+    @Test("Prometheus: scraping /metrics mid-run shows iterations, steps, checks, custom metrics and J4's own, with the run's labels")
+    func prometheus() async throws {
+        let shop = try await ExampleServer.start("checkout-server")
+        let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 4, seconds: 6, shards: 4))
+        let summaryPath = NSTemporaryDirectory() + "j4-prom-\(UUID().uuidString).json"
+        let run = try J4Binary.start(["run", file, "--quiet", "--metrics-port", "0", "--pool", "accounts=\(Self.accounts)", "--summary-json", summaryPath],
+                                     binary: Self.checkoutBinary)
+        guard let line = await run.output.wait(timeout: .seconds(30), until: { $0.contains("/metrics") }),
+              let range = line.range(of: #"http://127\.0\.0\.1:\d+/metrics"#, options: .regularExpression) else {
+            run.send(SIGKILL)
+            throw TestSupportError(description: "no metrics line: \(run.output.tail())")
+        }
+        let url = String(line[range])
+        // Mid-run: once iterations have been counted.
+        var text = ""
+        for _ in 0..<100 where !text.contains("j4_iterations_total{") {
+            try await Task.sleep(for: .milliseconds(200))
+            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+            text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+        }
+        #expect(await run.wait() == 0, "\(run.output.tail())")
+        let s = try Self.summary(summaryPath)
+        let id = s["run"] as? String ?? "?"
+        print("figures prometheus: \(text.split(separator: "\n").filter { !$0.hasPrefix("#") }.count) samples, e.g. " +
+              (text.split(separator: "\n").first { $0.hasPrefix("j4_iterations_total") }.map(String.init) ?? "-"))
+        let runLabels = "run=\"\(id)\",scenario=\"checkout\""
+        for expected in [
+            "j4_iterations_total{\(runLabels),outcome=\"ok\"}",
+            "j4_iteration_duration_seconds_bucket{\(runLabels),le=",
+            "j4_steps_total{\(runLabels),step=\"login\",outcome=\"ok\"}",
+            "j4_step_duration_seconds_bucket{\(runLabels),step=\"add_to_cart\",le=",
+            "j4_checks_total{\(runLabels),check=\"products are listed\",outcome=\"pass\"}",
+            "j4_custom_total{\(runLabels),name=\"orders\"}",
+            "j4_leases_held{\(runLabels)}",
+            "j4_leases_acquired_total{\(runLabels)}",
+            "j4_claim_duration_seconds_bucket{\(runLabels),le=",
+            "j4_redis_connects_total{client=",
+            "j4_supervisor_leading{supervisor=",
+        ] {
+            #expect(text.contains(expected), "missing \(expected)")
+        }
+        await shop.stop()
     }
 }

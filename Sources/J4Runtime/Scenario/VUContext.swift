@@ -218,28 +218,39 @@ public final class OpenStep: Sendable {
 public struct ScenarioMetrics: Sendable {
     let recorder: MetricsRecorder
     let second: @Sendable () -> Int64
+    let telemetry: Telemetry?
 
-    /// Metrics recorded into `recorder`, at the second `second()` returns.
-    public init(recorder: MetricsRecorder, second: @escaping @Sendable () -> Int64) {
+    /// Metrics recorded into `recorder`, at the second `second()` returns, and mirrored to
+    /// Prometheus through `telemetry` when given.
+    public init(recorder: MetricsRecorder, telemetry: Telemetry? = nil, second: @escaping @Sendable () -> Int64) {
         self.recorder = recorder
         self.second = second
+        self.telemetry = telemetry
     }
 
     /// Adds `n` to the counter `name`.
     public func count(_ name: String, _ n: Int64 = 1) {
-        recorder.add("c:" + MetricName.clean(name), n, second: second())
+        let clean = MetricName.clean(name)
+        recorder.add("c:" + clean, n, second: second())
+        telemetry?.count("j4_custom_total", [("name", clean)], n)
     }
 
     /// Records `duration` in the histogram `name` (such as a message's delivery time).
     public func record(_ name: String, _ duration: Duration) {
-        recorder.observe("x:" + MetricName.clean(name), micros: MetricsRecorder.micros(duration), second: second())
+        let clean = MetricName.clean(name)
+        recorder.observe("x:" + clean, micros: MetricsRecorder.micros(duration), second: second())
+        telemetry?.time("j4_custom_duration_seconds", [("name", clean)], nanoseconds: Telemetry.nanos(duration))
     }
 
     /// Records the end of a step begun at `began` (used by ``VUContext/step(_:_:)``).
     public func stepEnded(_ name: String, began: ContinuousClock.Instant, errorClass: String?) {
-        let n = "s:" + MetricName.clean(name)
+        let clean = MetricName.clean(name)
+        let n = "s:" + clean
         let s = second()
-        recorder.observe(n, micros: MetricsRecorder.micros(began.duration(to: .now)), second: s)
+        let took = began.duration(to: .now)
+        recorder.observe(n, micros: MetricsRecorder.micros(took), second: s)
+        telemetry?.time("j4_step_duration_seconds", [("step", clean)], nanoseconds: Telemetry.nanos(took))
+        telemetry?.count("j4_steps_total", [("step", clean), ("outcome", errorClass == nil ? "ok" : "failed")])
         if let errorClass {
             recorder.add(n + ":f", second: s)
             recorder.add(n + ":e:" + MetricName.clean(errorClass), second: s)
@@ -249,6 +260,7 @@ public struct ScenarioMetrics: Sendable {
     /// Counts a check (used by ``VUContext/check(_:_:)``).
     public func checked(_ name: String, _ ok: Bool) {
         recorder.add("k:" + MetricName.clean(name) + (ok ? ":p" : ":f"), second: second())
+        telemetry?.count("j4_checks_total", [("check", MetricName.clean(name)), ("outcome", ok ? "pass" : "fail")])
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import J4Core
 import J4Redis
 import Logging
+import Metrics
 import Synchronization
 
 /// Computes the target curve of every active run and publishes it ahead of time; starts and
@@ -22,6 +23,10 @@ public final class Supervisor: Sendable {
     /// every cycle), its scales, and the curve they make.
     let curves = Mutex<[String: (String, RunDefinition, [Curve.Scale], Curve)]>([:])
     let stopping = Atomic<Bool>(false)
+    /// Prometheus: 1 while leading; the duration of a supervision cycle; active runs.
+    let leadingGauge: Gauge
+    let cycleTimer: Metrics.Timer
+    let runsGauge: Gauge
 
     /// A supervisor with its own connection to `endpoint`.
     public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3)) {
@@ -32,6 +37,9 @@ public final class Supervisor: Sendable {
         self.logger = l
         self.horizon = horizon
         self.leaderTTL = leaderTTL
+        leadingGauge = Gauge(label: "j4_supervisor_leading", dimensions: [("supervisor", id)])
+        cycleTimer = Metrics.Timer(label: "j4_supervision_cycle_seconds", dimensions: [("supervisor", id)], preferredDisplayUnit: .seconds)
+        runsGauge = Gauge(label: "j4_runs_active", dimensions: [("supervisor", id)])
     }
 
     var ttlMs: Int64 { Int64(leaderTTL.components.seconds * 1000 + leaderTTL.components.attoseconds / 1_000_000_000_000_000) }
@@ -47,7 +55,13 @@ public final class Supervisor: Sendable {
                     logger.info(nowLeading ? "leading" : "standing by")
                     leading = nowLeading
                 }
-                if leading { try await superviseAll() }
+                leadingGauge.record(leading ? 1 : 0)
+                if leading {
+                    let began = ContinuousClock.now
+                    try await superviseAll()
+                    let (s, atto) = began.duration(to: .now).components
+                    cycleTimer.recordNanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+                }
             } catch {
                 logger.warning("supervision cycle failed", metadata: ["error": "\(error)"])
                 leading = false
@@ -64,7 +78,9 @@ public final class Supervisor: Sendable {
     public func resign() { stopping.store(true, ordering: .relaxed) }
 
     func superviseAll() async throws {
-        for run in try await RunStore.activeRuns(on: connection) {
+        let runs = try await RunStore.activeRuns(on: connection)
+        runsGauge.record(runs.count)
+        for run in runs {
             do {
                 try await supervise(run)
             } catch let e as CorruptRunError {

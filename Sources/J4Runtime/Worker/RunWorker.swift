@@ -94,6 +94,7 @@ final class RunWorker: Sendable {
     /// Arrival-rate: VUs set up here and idle, how many exist, and numbers free for reuse.
     let vuPool = Mutex<(idle: [(VUContext, IterationBody)], count: Int64, free: [Int64])>(([], 0, []))
     let pools: PoolKeeper
+    let telemetry: Telemetry
     let flushSeq = Atomic<Int64>(0)
     let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
 
@@ -118,6 +119,7 @@ final class RunWorker: Sendable {
         self.logger = l
         state = Mutex(State(stopTick: min(info.stopTick, info.ticks)))
         pools = PoolKeeper(connection: connections.control, worker: worker, ttl: .milliseconds(info.definition.leaseTTLMs), logger: l)
+        telemetry = Telemetry(run: info.id, scenario: info.definition.scenario)
     }
 
     // MARK: - Life
@@ -284,8 +286,12 @@ final class RunWorker: Sendable {
                     s.leases[shard] = nil
                 }
             }
+            telemetry.gauge("j4_leases_held", Double(s.leases.values.filter { !$0.handedOff }.count))
             return (fresh, s.claimingTick, abortNow, release)
         }
+        if !newShards.isEmpty { telemetry.count("j4_leases_acquired_total", [], Int64(newShards.count)) }
+        if !reply.lost.isEmpty { telemetry.count("j4_leases_lost_total", [], Int64(reply.lost.count)) }
+        if !toRelease.isEmpty { telemetry.count("j4_leases_shed_total", [], Int64(toRelease.count)) }
         if abortNow { abort() }
         if reply.generation > curveState.withLock({ $0.generation }) { await refreshCurve() }
         if !toRelease.isEmpty {
@@ -399,6 +405,7 @@ final class RunWorker: Sendable {
             do {
                 let r = try await client.claim(connections.claim, worker: worker, tick: n, shards: pairs)
                 clock.observe(sent: sent, received: .now, serverMs: r.nowMs)
+                telemetry.time("j4_claim_duration_seconds", nanoseconds: Telemetry.nanos(sent.duration(to: .now)))
                 reply = r
             } catch {
                 logger.warning("claim failed", metadata: ["tick": "\(n)", "attempt": "\(attempt)", "error": "\(error)"])
@@ -439,7 +446,7 @@ final class RunWorker: Sendable {
 
     /// What a VU's custom metrics, steps and checks record into.
     var scenarioMetrics: ScenarioMetrics {
-        ScenarioMetrics(recorder: metrics) { [clock] in Int64((clock.serverMs(at: .now) ?? 0) / 1000) }
+        ScenarioMetrics(recorder: metrics, telemetry: telemetry) { [clock] in Int64((clock.serverMs(at: .now) ?? 0) / 1000) }
     }
 
     func makeContext(vu: Int64) -> VUContext {
@@ -527,6 +534,7 @@ final class RunWorker: Sendable {
                 guard verdict else { dropped[second, default: 0] += 1; continue }
                 metrics.add("started", second: second)
                 metrics.add(tickStarted, second: second)
+                telemetry.time("j4_schedule_lag_seconds", nanoseconds: Telemetry.nanos(at.duration(to: now)))
                 let iteration = g
                 group.addTask { [self] in
                     var ok = true
@@ -543,12 +551,15 @@ final class RunWorker: Sendable {
                     let doneAt = ContinuousClock.now
                     let latency = at.duration(to: doneAt)
                     metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
+                    telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
+                    telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(latency))
                     state.withLock { $0.inFlight -= 1 }
                 }
             }
             for (second, count) in dropped {
                 metrics.add("dropped", count, second: second)
                 metrics.add(tickDropped, count, second: second)
+                telemetry.count("j4_iterations_total", [("outcome", "dropped")], count)
             }
         }
     }
@@ -618,7 +629,10 @@ final class RunWorker: Sendable {
                 ok = false
                 cls = Task.isCancelled ? "aborted" : errorClass(of: error)
             }
-            metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: MetricsRecorder.micros(began.duration(to: .now)))
+            let took = began.duration(to: .now)
+            metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: MetricsRecorder.micros(took))
+            telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
+            telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(took))
             i += 1
         }
     }

@@ -1,0 +1,74 @@
+import Metrics
+import Synchronization
+
+/// J4's metrics for Prometheus (through swift-metrics; `--metrics-port` bootstraps the
+/// Prometheus backend, otherwise they go nowhere). Labels are the run and scenario plus
+/// each metric's own; handles are cached, so the per-iteration cost is a dictionary lookup.
+///
+/// | metric | type | labels |
+/// |---|---|---|
+/// | `j4_iterations_total` | counter | run, scenario, outcome (ok, failed, dropped) |
+/// | `j4_iteration_duration_seconds` | histogram | run, scenario |
+/// | `j4_steps_total` | counter | run, scenario, step, outcome (ok, failed) |
+/// | `j4_step_duration_seconds` | histogram | run, scenario, step |
+/// | `j4_checks_total` | counter | run, scenario, check, outcome (pass, fail) |
+/// | `j4_custom_total` | counter | run, scenario, name |
+/// | `j4_custom_duration_seconds` | histogram | run, scenario, name |
+/// | `j4_leases_held` | gauge | run, scenario |
+/// | `j4_leases_acquired_total`, `j4_leases_lost_total`, `j4_leases_shed_total` | counter | run, scenario |
+/// | `j4_claim_duration_seconds` | histogram | run, scenario |
+/// | `j4_schedule_lag_seconds` | histogram | run, scenario: how late iterations start after their intended time |
+/// | `j4_redis_errors_total`, `j4_redis_connects_total` | counter | client (connection name) |
+public final class Telemetry: Sendable {
+    let base: [(String, String)]
+    let counters = Mutex<[String: Counter]>([:])
+    let timers = Mutex<[String: Metrics.Timer]>([:])
+    let gauges = Mutex<[String: Gauge]>([:])
+
+    /// Metrics of `run` running `scenario`.
+    public init(run: String, scenario: String) { base = [("run", run), ("scenario", scenario)] }
+
+    static func key(_ label: String, _ extra: [(String, String)]) -> String {
+        extra.isEmpty ? label : label + "|" + extra.map { $0.0 + "=" + $0.1 }.joined(separator: "|")
+    }
+
+    /// Adds `n` to the counter `label` with `extra` labels.
+    public func count(_ label: String, _ extra: [(String, String)] = [], _ n: Int64 = 1) {
+        let k = Telemetry.key(label, extra)
+        let c = counters.withLock { c in
+            if let found = c[k] { return found }
+            let made = Counter(label: label, dimensions: base + extra)
+            c[k] = made
+            return made
+        }
+        c.increment(by: n)
+    }
+
+    /// Records a duration in the histogram `label`.
+    public func time(_ label: String, _ extra: [(String, String)] = [], nanoseconds: Int64) {
+        let k = Telemetry.key(label, extra)
+        let t = timers.withLock { t in
+            if let found = t[k] { return found }
+            let made = Metrics.Timer(label: label, dimensions: base + extra, preferredDisplayUnit: .seconds)
+            t[k] = made
+            return made
+        }
+        t.recordNanoseconds(max(0, nanoseconds))
+    }
+
+    /// Sets the gauge `label`.
+    public func gauge(_ label: String, _ value: Double) {
+        let g = gauges.withLock { g in
+            if let found = g[label] { return found }
+            let made = Gauge(label: label, dimensions: base)
+            g[label] = made
+            return made
+        }
+        g.record(value)
+    }
+
+    static func nanos(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}

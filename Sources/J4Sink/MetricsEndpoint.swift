@@ -1,0 +1,56 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A tiny HTTP/1.1 server for a process' own endpoints (`/metrics`, `/healthz`): every GET is
+/// answered by `handler` (path → status, content type, body); anything else gets 405.
+public final class MetricsEndpoint: Sendable {
+    /// The bound port.
+    public let port: Int
+    let channel: any Channel
+
+    init(port: Int, channel: any Channel) {
+        self.port = port
+        self.channel = channel
+    }
+
+    /// Binds `host:port` (0: a free port) and serves.
+    public static func start(host: String, port: Int, handler: @escaping @Sendable (String) -> (Int, String, String)) async throws -> MetricsEndpoint {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(EndpointHandler(handler: handler)) }
+            }
+            .bind(host: host, port: port).get()
+        return MetricsEndpoint(port: channel.localAddress?.port ?? port, channel: channel)
+    }
+
+    /// Stops listening.
+    public func close() async { try? await channel.close() }
+}
+
+final class EndpointHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let handler: @Sendable (String) -> (Int, String, String)
+    var head: HTTPRequestHead?
+
+    init(handler: @escaping @Sendable (String) -> (Int, String, String)) { self.handler = handler }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let h = head else { return }
+            let (status, type, body) = h.method == .GET ? handler(h.uri.split(separator: "?").first.map(String.init) ?? h.uri) : (405, "text/plain", "GET only\n")
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: type)
+            headers.add(name: "content-length", value: String(body.utf8.count))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            let keepAlive = h.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in if !keepAlive { context.close(promise: nil) } }
+        }
+    }
+}
