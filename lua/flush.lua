@@ -2,13 +2,15 @@
 -- totals. Deduplicated by the worker's sequence number: a retried flush (after a timeout
 -- left the outcome unknown) is counted once. Fields named max:<name> keep the maximum;
 -- fields named t:<n>:<what> are added to the run's ticks hash as <n>:<what> (per-tick
--- accounting: s started, d dropped); every other field is added with HINCRBY, so Redis
--- merges the cluster's counters and histogram buckets.
+-- accounting: s started, d dropped); fields named slow:<member> add <member> to the run's
+-- slowest iterations with the latency as score, keeping the 20 slowest; every other field is
+-- added with HINCRBY, so Redis merges the cluster's counters and histogram buckets.
 --
 -- KEYS[1] seqs: j4:{r:ID}:seqs (worker -> last sequence number)
 -- KEYS[2] second: j4:{r:ID}:m:<unix second>
 -- KEYS[3] totals: j4:{r:ID}:totals
 -- KEYS[4] ticks: j4:{r:ID}:ticks
+-- KEYS[5] slow: j4:{r:ID}:slow (zset: trace-id worker vu iteration unix-ms -> latency µs)
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2] seq: this flush's sequence number (increasing per worker)
 -- ARGV[3] ttl_s: expiry of the second's hash, in seconds
@@ -22,6 +24,9 @@ for i = 4, #ARGV, 2 do
   local field, delta = ARGV[i], ARGV[i + 1]
   if string.sub(field, 1, 2) == 't:' then
     redis.call('HINCRBY', KEYS[4], string.sub(field, 3), delta)
+  elseif string.sub(field, 1, 5) == 'slow:' then
+    redis.call('ZADD', KEYS[5], tonumber(delta), string.sub(field, 6))
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -21)
   elseif string.sub(field, 1, 4) == 'max:' then
     local v = tonumber(delta)
     for _, key in ipairs({KEYS[2], KEYS[3]}) do

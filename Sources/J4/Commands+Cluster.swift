@@ -47,6 +47,9 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print JSON (for a run: its summary).")
     var json = false
 
+    @Flag(name: .long, help: "Refresh every second until the run ends: a live view on a terminal, one line per second otherwise, one JSON summary per line with --json.")
+    var watch = false
+
     @OptionGroup var redisOptions: RedisOptions
 
     func run() async throws {
@@ -56,6 +59,10 @@ struct StatusCommand: AsyncParsableCommand {
             return
         }
         guard RunID.isValid(run) else { throw CLIError.invalid("\(run) is not a run id") }
+        if watch {
+            try await watchRun(run, connection)
+            return
+        }
         let summary: RunSummary?
         do {
             summary = try await RunSummary.load(run, on: connection)
@@ -90,10 +97,27 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     /// `HH:MM:SS.mmm` (UTC) of a server time in ms.
-    static func clock(_ ms: Int64?) -> String {
-        guard let ms else { return "--:--:--.---" }
-        let day = ms % 86_400_000
-        return String(format: "%02d:%02d:%02d.%03d", day / 3_600_000, day / 60_000 % 60, day / 1000 % 60, day % 1000)
+    static func clock(_ ms: Int64?) -> String { LiveView.clock(ms) }
+
+    /// `--watch`: refreshes every second until the run has ended.
+    func watchRun(_ run: String, _ connection: RedisConnection) async throws {
+        let terminal = isatty(STDOUT_FILENO) == 1 && !json
+        while true {
+            guard let view = try await LiveView.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
+            let text: String
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.sortedKeys]
+                text = String(decoding: try e.encode(view.summary), as: UTF8.self)
+            } else if terminal {
+                text = "\u{1B}[H\u{1B}[2J" + view.text
+            } else {
+                text = view.line
+            }
+            FileHandle.standardOutput.write(Data((text + "\n").utf8))
+            if !(RunState(rawValue: view.summary.state)?.isLive ?? false) { return }
+            try await Task.sleep(for: .seconds(1))
+        }
     }
 
     func listRuns(_ connection: RedisConnection) async throws {

@@ -27,6 +27,8 @@ public struct RunKeys: Sendable, Hashable {
     public func metrics(second: Int64) -> String { prefix + "m:\(second)" }
     /// Hash: per-tick accounting (arrival-rate): `<n>:g` granted, `<n>:s` started, `<n>:d` dropped.
     public var ticks: String { prefix + "ticks" }
+    /// Zset: the run's 20 slowest iterations, `<trace id> <worker> <vu> <iteration> <unix ms>` → latency (µs).
+    public var slow: String { prefix + "slow" }
     /// Hash: merged metrics of the whole run.
     public var totals: String { prefix + "totals" }
     /// Hash: worker id → last flush sequence number (deduplicates retried flushes).

@@ -38,7 +38,7 @@ public enum Scripts {
     /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
     public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks"], args: ["worker", "tick"], repeating: ["shard", "token"])
     /// Adds a worker's metrics of one second, once per sequence number.
-    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
+    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
     /// Supervisor leadership lease.
     public static let leader = LuaScript(name: "leader", keys: ["leader"], args: ["op", "holder", "token", "ttl_ms"], repeating: [])
     /// Publishes plan values ahead of now; starts a pending run.

@@ -37,6 +37,11 @@ extension EndToEndTests {
         let stats = try await sink.stats()
         #expect(series.compactMap { $0["started"] as? Int }.reduce(0, +) == Int(stats.requests) && stats.requests == 200)
         #expect(series.contains { ($0["workers"] as? Int) == 2 })
+        // The slowest iterations, with the trace ids their requests carried.
+        let slowest = report["slowest"] as? [[String: Any]] ?? []
+        #expect(slowest.count == 20 && (slowest.first?["trace_id"] as? String)?.wholeMatch(of: /[0-9a-f]{32}/) != nil, "\(slowest.prefix(2))")
+        let latencies = slowest.compactMap { $0["latency_ms"] as? Double }
+        #expect(latencies == latencies.sorted(by: >))
 
         // Chromium renders it: four charts with their lines, and a screenshot that is not blank.
         let html = dir + "report.html"

@@ -123,6 +123,7 @@ struct GRPCTests {
         let calls = seen.calls.withLock { Array($0.suffix(3)) }
         for metadata in calls {
             #expect(metadata.firstString(forKey: "x-j4-run") == "r1" && metadata.firstString(forKey: "x-j4-worker") == "w1" && metadata.firstString(forKey: "x-j4-vu") == "7")
+            #expect(metadata.firstString(forKey: "baggage") == "j4.run=r1,j4.worker=w1,j4.vu=7")
             let traceparent = metadata.firstString(forKey: "traceparent") ?? ""
             #expect(traceparent.wholeMatch(of: /00-[0-9a-f]{32}-[0-9a-f]{16}-01/) != nil, "\(traceparent)")
         }

@@ -108,7 +108,7 @@ public struct RunClient: Sendable {
     /// flush.lua: adds one second's metrics; false when this sequence number was already added.
     @discardableResult
     public func flush(_ c: RedisConnection, worker: String, seq: Int64, second: Int64, fields: [(String, Int64)]) async throws -> Bool {
-        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
+        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks, keys.slow], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
         return r.int == 1
     }
 

@@ -101,7 +101,12 @@ public struct RunSummary: Sendable, Codable {
         let target: Int64
         var unclaimed: Int64 = 0, lost: Int64 = 0, pending: Int64 = 0
         if d.model == .arrivalRate {
-            target = curve.firstIteration(ofTick: min(info.stopTick, info.ticks))
+            // While the run goes, the target so far: through the current tick.
+            var through = min(info.stopTick, info.ticks)
+            if info.state.isLive, let start = info.startMs, let nowMs {
+                through = min(through, max(0, (nowMs - start) / d.tickMs + 1))
+            }
+            target = curve.firstIteration(ofTick: through)
             unclaimed = max(0, target - info.granted)
             let unreported = max(0, info.granted - v("started") - v("dropped"))
             if info.state.isLive { pending = unreported } else { lost = unreported }

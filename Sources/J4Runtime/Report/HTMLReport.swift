@@ -51,6 +51,10 @@ extension RunReport {
                 s.counters.sorted { $0.key < $1.key }.map { [$0.key, String($0.value), "", "", "", ""] }
                 + s.trends.sorted { $0.key < $1.key }.map { [$0.key, String($0.value.count), ms($0.value.latency_ms.p50), ms($0.value.latency_ms.p95), ms($0.value.latency_ms.p99), ms($0.value.latency_ms.max)] })
         }
+        if !slowest.isEmpty {
+            body += "<h2>Slowest iterations</h2>\n<p class=meta>Look a trace id up in Jaeger or Tempo: every request of the iteration is a span of that trace.</p>\n"
+                + table(["latency", "trace id", "worker", "VU", "iteration"], slowest.map { [ms($0.latency_ms), $0.trace_id, $0.worker, String($0.vu), String($0.iteration)] })
+        }
         if !s.errors.isEmpty {
             body += "<h2>Errors</h2>\n" + table(["class", "count"], s.errors.sorted { $0.key < $1.key }.map { [$0.key, String($0.value)] })
         }

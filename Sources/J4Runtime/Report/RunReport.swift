@@ -40,7 +40,20 @@ public struct RunReport: Sendable, Codable {
         public var fields: [String: String]
     }
 
+    /// One of the slowest iterations, with its trace id to look it up in Jaeger or Tempo.
+    public struct Slow: Sendable, Codable, Equatable {
+        public var trace_id: String
+        public var worker: String
+        public var vu: Int64
+        public var iteration: Int64
+        /// Unix ms of its intended (arrival-rate) or actual (vus) start.
+        public var at_ms: Int64
+        public var latency_ms: Double
+    }
+
     public var summary: RunSummary
+    /// The 20 slowest iterations of the run, slowest first.
+    public var slowest: [Slow]
     public var series: [Second]
     public var steps: [String: [StepSecond]]
     public var events: [Event]
@@ -77,7 +90,14 @@ public struct RunReport: Sendable, Codable {
             let at = Double(f["at"] ?? "") ?? start
             return Event(t: (at - start) / 1000, type: type, fields: f.filter { $0.key != "type" && $0.key != "at" })
         }
-        return RunReport(summary: summary, series: series, steps: steps, events: events)
+        let slowReply = try await c.send(["ZREVRANGE", keys.slow, "0", "19", "WITHSCORES"]).array ?? []
+        var slowest: [Slow] = []
+        for i in stride(from: 0, to: slowReply.count - 1, by: 2) {
+            let p = (slowReply[i].string ?? "").split(separator: " ").map(String.init)
+            guard p.count == 5, let us = slowReply[i + 1].string.flatMap(Double.init) else { continue }
+            slowest.append(Slow(trace_id: p[0], worker: p[1], vu: Int64(p[2]) ?? -1, iteration: Int64(p[3]) ?? -1, at_ms: Int64(p[4]) ?? 0, latency_ms: us / 1000))
+        }
+        return RunReport(summary: summary, slowest: slowest, series: series, steps: steps, events: events)
     }
 
     static func second(t: Int64, unix: Int64, target: Double, _ h: [String: String]) -> Second {
@@ -106,6 +126,10 @@ public struct RunReport: Sendable, Codable {
     /// k6-like text: the summary and the events.
     public var text: String {
         var lines = [summary.text]
+        if !slowest.isEmpty {
+            lines.append("  slowest iterations (trace id, worker, vu, iteration):")
+            for s in slowest.prefix(10) { lines.append(String(format: "    %10.2fms  ", s.latency_ms) + "\(s.trace_id)  \(s.worker)  vu \(s.vu)  #\(s.iteration)") }
+        }
         if !events.isEmpty {
             lines.append("  events:")
             for e in events {

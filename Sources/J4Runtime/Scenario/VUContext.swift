@@ -1,3 +1,4 @@
+import Foundation
 import AsyncHTTPClient
 import J4Core
 import Logging
@@ -54,9 +55,17 @@ public final class VUContext: Sendable {
         self.metrics = metrics
     }
 
-    /// Headers every request J4 sends carries, so a server can attribute load.
+    /// Headers every request J4 sends carries, so a server can attribute load: `x-j4-run`,
+    /// `x-j4-worker`, `x-j4-vu`, and the same as W3C `baggage` (`j4.run`, `j4.worker`, `j4.vu`)
+    /// for tracing systems.
     public var attributionHeaders: [(String, String)] {
-        [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu))]
+        [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu)), ("baggage", baggage)]
+    }
+
+    /// `j4.run=…,j4.worker=…,j4.vu=…`, values percent-encoded as W3C baggage requires.
+    public var baggage: String {
+        func enc(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.~"))) ?? s }
+        return "j4.run=\(enc(run)),j4.worker=\(enc(worker)),j4.vu=\(vu)"
     }
 
     /// True once the VU has ended here; long-running code should return.

@@ -26,6 +26,10 @@ public final class MetricsRecorder: Sendable {
         var histograms: [String: Histogram] = [:]
     }
     private let seconds = Mutex<[Int64: Second]>([:])
+    /// The slowest iterations since the last drain: (latency µs, member).
+    private let slowest = Mutex<[(Int64, String)]>([])
+    /// How many of the slowest iterations each drain keeps.
+    static let slowKept = 5
 
     /// An empty recorder.
     public init() {}
@@ -52,13 +56,36 @@ public final class MetricsRecorder: Sendable {
         }
     }
 
+    /// Notes an iteration among the slowest if it is: `member` names it (trace id, worker,
+    /// VU, iteration, time).
+    public func noteSlow(latencyUs: Int64, member: @autoclosure () -> String) {
+        slowest.withLock { s in
+            if s.count >= MetricsRecorder.slowKept, let least = s.map(\.0).min(), latencyUs <= least { return }
+            s.append((latencyUs, member()))
+            if s.count > MetricsRecorder.slowKept {
+                s.sort { $0.0 > $1.0 }
+                s.removeLast(s.count - MetricsRecorder.slowKept)
+            }
+        }
+    }
+
     /// Takes everything recorded so far, as flush fields per second, oldest first.
     public func drain() -> [(second: Int64, fields: [(String, Int64)])] {
         let taken = seconds.withLock { all in
             defer { all.removeAll() }
             return all
         }
-        return taken.keys.sorted().map { sec in
+        let slow = slowest.withLock { s in
+            defer { s.removeAll() }
+            return s
+        }
+        var out = drainSeconds(taken)
+        if !slow.isEmpty, !out.isEmpty { out[0].fields += slow.map { ("slow:" + $0.1, $0.0) } }
+        return out
+    }
+
+    private func drainSeconds(_ taken: [Int64: Second]) -> [(second: Int64, fields: [(String, Int64)])] {
+        taken.keys.sorted().map { sec in
             let s = taken[sec]!
             var fields = s.counters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
             if s.latency.maxUs >= 0 {

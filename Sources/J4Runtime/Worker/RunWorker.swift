@@ -539,10 +539,15 @@ final class RunWorker: Sendable {
                 group.addTask { [self] in
                     var ok = true
                     var errorClassName: String?
+                    var traceID = ""
+                    var vuNumber: Int64 = -1
                     do {
                         let vu = try await checkoutVU()
                         defer { checkinVU(vu) }
-                        try await vu.0.run { try await runIteration(vu.1, IterationContext(vu: vu.0, iteration: iteration, tick: n, shard: shard)) }
+                        let context = IterationContext(vu: vu.0, iteration: iteration, tick: n, shard: shard)
+                        traceID = context.traceID
+                        vuNumber = vu.0.vu
+                        try await vu.0.run { try await runIteration(vu.1, context) }
                     } catch {
                         ok = false
                         errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { _ in "setup" } ?? errorClass(of: error)
@@ -551,6 +556,7 @@ final class RunWorker: Sendable {
                     let doneAt = ContinuousClock.now
                     let latency = at.duration(to: doneAt)
                     metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
+                    metrics.noteSlow(latencyUs: MetricsRecorder.micros(latency), member: "\(traceID) \(worker) \(vuNumber) \(iteration) \(Int64(intendedMs))")
                     telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
                     telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(latency))
                     state.withLock { $0.inFlight -= 1 }
@@ -623,14 +629,16 @@ final class RunWorker: Sendable {
             metrics.add("started", second: second)
             var ok = true
             var cls: String?
+            let iterationContext = IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0, shard: shard)
             do {
-                try await context.run { try await runIteration(body, IterationContext(vu: context, iteration: i, tick: currentTick(at: began) ?? 0, shard: shard)) }
+                try await context.run { try await runIteration(body, iterationContext) }
             } catch {
                 ok = false
                 cls = Task.isCancelled ? "aborted" : errorClass(of: error)
             }
             let took = began.duration(to: .now)
             metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: MetricsRecorder.micros(took))
+            metrics.noteSlow(latencyUs: MetricsRecorder.micros(took), member: "\(iterationContext.traceID) \(worker) \(j) \(i) \(Int64(clock.serverMs(at: began) ?? 0))")
             telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
             telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(took))
             i += 1
