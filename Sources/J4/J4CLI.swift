@@ -18,6 +18,7 @@ public enum J4CLI {
     /// 0 success, 2 invalid input or usage, 3 Redis or other infrastructure failure,
     /// 99 failed thresholds.
     public static func main(scenarios: [Scenario] = [], arguments: [String]? = nil) async -> Never {
+        limitMallocArenas()
         catalogBox.withLock { $0 = ScenarioCatalog(scenarios) }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -140,4 +141,20 @@ final class SignalTrap: @unchecked Sendable {
     func cancel() {
         for s in sources { s.cancel() }
     }
+}
+
+/// glibc gives every thread that allocates under contention an arena of its own, up to 8 per
+/// core, and memory freed in one arena is rarely given back. A worker's many NIO, Dispatch
+/// and hiredis threads then make its resident memory climb for the whole run (measured: from
+/// 95 to 413 MiB over 10 minutes at 1000 requests/s) although its heap stays flat (under
+/// 40 MiB with heaptrack). One arena per core keeps it flat. `MALLOC_ARENA_MAX` set by the
+/// user wins.
+func limitMallocArenas() {
+    #if canImport(Glibc)
+    guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,
+          let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }  // RTLD_DEFAULT
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    let mARENA_MAX: Int32 = -8  // <malloc.h>
+    _ = unsafeBitCast(symbol, to: Mallopt.self)(mARENA_MAX, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
+    #endif
 }
