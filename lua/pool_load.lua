@@ -2,7 +2,7 @@
 -- refuses to replace a pool whose items are checked out, unless forced, then clears it.
 -- Items are numbered in load order from 0; in an exclusive pool every item starts free.
 --
--- KEYS[1] meta: j4:{p:NAME}:meta (mode, count, ttl, loaded_ms)
+-- KEYS[1] meta: j4:{p:NAME}:meta (mode, count, cursor, loaded_ms)
 -- KEYS[2] items: j4:{p:NAME}:items (index -> item JSON)
 -- KEYS[3] free: j4:{p:NAME}:free (list of free indexes, exclusive mode)
 -- KEYS[4] held: j4:{p:NAME}:held (index -> hold expiry ms, exclusive mode)

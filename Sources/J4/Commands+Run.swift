@@ -149,7 +149,7 @@ struct RunCommand: AsyncParsableCommand {
         try? await http.shutdown()
         if let failure { throw failure }
 
-        guard let summary = try await RunSummary.load(run, on: control) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
+        guard let summary = try await RunSummary.load(run, on: control, workersDone: true) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
         print(summary.text)
         if let summaryJson {
             do {
@@ -193,7 +193,7 @@ struct WaitCommand: AsyncParsableCommand {
         guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
         while true {
             guard let summary = try await RunSummary.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
-            if !(RunState(rawValue: summary.state)?.isLive ?? false) {
+            if summary.settled {
                 print(json ? summary.json : summary.text)
                 if !summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }
                 return

@@ -49,8 +49,10 @@ public struct RunSummary: Sendable, Codable {
     /// Granted to a worker that never reported them (killed with them in flight or unflushed);
     /// 0 while the run is live.
     public var lost: Int64
-    /// Granted and not reported yet (live runs only).
+    /// Granted and not reported yet (until the run has settled).
     public var pending: Int64
+    /// True once the run has ended and every worker has had time to report: `lost` is final.
+    public var settled: Bool
     public var ok: Int64
     public var failed: Int64
     /// Error class → count.
@@ -72,11 +74,12 @@ public struct RunSummary: Sendable, Codable {
     public var duration_s: Double?
 
     enum CodingKeys: String, CodingKey {
-        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, ok, failed, errors, latency_ms, steps, checks, counters, trends, thresholds, workers, duration_s
+        case run, name, state, model, scenario, target, started, dropped, unclaimed, lost, pending, settled, ok, failed, errors, latency_ms, steps, checks, counters, trends, thresholds, workers, duration_s
     }
 
     /// Reads the run's ctl and totals and builds its summary.
-    public static func load(_ run: String, on c: RedisConnection) async throws -> RunSummary? {
+    /// `workersDone`: the caller knows every worker has left (`j4 run`, after its own workers).
+    public static func load(_ run: String, on c: RedisConnection, workersDone: Bool = false) async throws -> RunSummary? {
         guard let info = try await RunStore.info(run, on: c) else { return nil }
         let keys = RunKeys(run: run)
         let replies = try await c.pipeline([["HGETALL", keys.totals], ["HLEN", keys.flushSeqs], ["TIME"]])
@@ -84,11 +87,17 @@ public struct RunSummary: Sendable, Codable {
         let workers = Int(replies[1].int ?? 0)
         var nowMs: Int64?
         if let t = replies[2].array, t.count == 2, let s = t[0].int, let us = t[1].int { nowMs = s * 1000 + us / 1000 }
-        return make(info: info, totals: totals, workers: workers, nowMs: nowMs)
+        return make(info: info, totals: totals, workers: workers, nowMs: nowMs, workersDone: workersDone)
     }
 
     /// The summary from already-read data.
-    public static func make(info: RunInfo, totals: [String: String], workers: Int, nowMs: Int64?) -> RunSummary {
+    public static func make(info: RunInfo, totals: [String: String], workers: Int, nowMs: Int64?, workersDone: Bool = false) -> RunSummary {
+        // Ended, and every worker has had time to report: finished and stopped runs are ended
+        // by the supervisor a grace after their last tick; an abort takes effect at once, so
+        // its workers get that grace from the abort.
+        let grace = max(2000, 2 * info.definition.tickMs)
+        let settled = !info.state.isLive
+            && (workersDone || info.state == .finished || info.state == .stopped || (nowMs ?? 0) >= (info.finishedMs ?? 0) + grace)
         let d = info.definition
         let curve = info.curve
         func v(_ k: String) -> Int64 { totals[k].flatMap { Int64($0) } ?? 0 }
@@ -109,19 +118,28 @@ public struct RunSummary: Sendable, Codable {
             target = curve.firstIteration(ofTick: through)
             unclaimed = max(0, target - info.granted)
             let unreported = max(0, info.granted - v("started") - v("dropped"))
-            if info.state.isLive { pending = unreported } else { lost = unreported }
+            if settled { lost = unreported } else { pending = unreported }
         } else {
             target = curve.peakVUs
         }
         let latency = latencyOf(histogram, sumUs: v("lat_sum_us"), maxUs: totals["max:lat"].flatMap { Int64($0) })
         let (steps, checks, counters, trends) = scenarioMetrics(totals)
+        // From tick 0 to the last tick's end (finished, stopped), to the abort, or to now; the
+        // supervisor's grace before it marks a run finished is not part of it.
         var duration: Double?
-        if let start = info.startMs, let end = info.finishedMs ?? nowMs {
-            duration = max(0, Double(end - start) / 1000)
+        if let start = info.startMs {
+            let scheduledEnd = start + min(min(info.stopTick, info.ticks) * d.tickMs, curve.durationMs)
+            let end: Int64?
+            switch info.state {
+            case .finished, .stopped: end = scheduledEnd
+            case .aborted, .failed: end = info.finishedMs ?? nowMs
+            case .pending, .running, .stopping: end = nowMs.map { min($0, scheduledEnd) }
+            }
+            if let end { duration = max(0, Double(end - start) / 1000) }
         }
         return RunSummary(
             run: info.id, name: d.name, state: info.state.rawValue, model: d.model.rawValue, scenario: d.scenario,
-            target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending,
+            target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending, settled: settled,
             ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency,
             steps: steps, checks: checks, counters: counters, trends: trends,
             thresholds: ThresholdEvaluator.evaluate(d.thresholds, totals: totals, durationS: duration),

@@ -183,13 +183,20 @@ final class PoolKeeper: Sendable {
     /// True while every exclusive item in `items` is still trusted.
     func trusted(_ items: [PoolItem]) -> Bool {
         let now = ContinuousClock.now
-        return holds.withLock { h in items.allSatisfy { $0.hold.isEmpty || (h["\($0.pool)/\($0.index)"]?.validUntil ?? now) > now } }
+        return holds.withLock { h in
+            items.allSatisfy { i in
+                guard !i.hold.isEmpty else { return true }
+                // The entry must be this checkout's: the same item may have been checked out again since.
+                guard let held = h["\(i.pool)/\(i.index)"], held.item.hold == i.hold else { return false }
+                return held.validUntil > now
+            }
+        }
     }
 
     /// Gives `items` back (token-checked); shared items need nothing.
     func giveBack(_ items: [PoolItem]) async {
         let mine = items.filter { !$0.hold.isEmpty }
-        holds.withLock { h in for i in mine { h["\(i.pool)/\(i.index)"] = nil } }
+        holds.withLock { h in for i in mine where h["\(i.pool)/\(i.index)"]?.item.hold == i.hold { h["\(i.pool)/\(i.index)"] = nil } }
         for (pool, group) in Dictionary(grouping: mine, by: \.pool) {
             let k = PoolKeys(pool: pool)
             do {
@@ -214,7 +221,8 @@ final class PoolKeeper: Sendable {
                     holds.withLock { h in
                         for item in items {
                             let key = "\(pool)/\(item.index)"
-                            if lost.contains(item.index) { h[key] = nil } else if h[key] != nil { h[key]!.validUntil = sent + ttl - margin }
+                            guard h[key]?.item.hold == item.hold else { continue }  // checked out again since
+                            if lost.contains(item.index) { h[key] = nil } else { h[key]!.validUntil = sent + ttl - margin }
                         }
                     }
                     if !lost.isEmpty { logger.warning("pool holds lost", metadata: ["pool": "\(pool)", "items": "\(lost.sorted())"]) }

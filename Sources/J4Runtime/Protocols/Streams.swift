@@ -45,7 +45,6 @@ extension VUContext {
                 } else {
                     failures += 1
                     metrics.count(name + ".connect_failures")
-                    if downSince.withLock({ $0 }) == nil { downSince.withLock { $0 = .now } }
                 }
                 let base = minBackoff * Int(1 << min(max(failures - 1, 0), 16))
                 try await Task.sleep(for: min(base, maxBackoff) * Double.random(in: 0.5...1.0))

@@ -114,15 +114,17 @@ public final class VUContext: Sendable {
     // MARK: - Lifetime
 
     /// Starts a routine that lives as long as the VU (a keep-alive ping, a stream reader).
-    /// It is cancelled when the VU ends; an error it throws is counted as `bg:<name>` and logged.
+    /// It is cancelled when the VU ends; an error it throws is counted as the counter
+    /// `bg.<name>.failed` and logged.
     public func background(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
         lifetime.withLock { l in
             guard !l.ended else { return }
             let id = l.nextTask
             l.nextTask += 1
             l.tasks[id] = Task { [self] in
-                do { try await body() } catch where !(error is CancellationError) && !Task.isCancelled {
-                    metrics.count("bg:" + name + ":failed")
+                // A routine outlives the iteration that may have started it: it is no iteration's.
+                do { try await IterationContext.$current.withValue(nil) { try await body() } } catch where !(error is CancellationError) && !Task.isCancelled {
+                    metrics.count("bg." + name + ".failed")
                     logger.warning("background routine failed", metadata: ["routine": "\(name)", "error": "\(error)"])
                 } catch {}
                 _ = lifetime.withLock { $0.tasks.removeValue(forKey: id) }

@@ -152,7 +152,10 @@ public final class Supervisor: Sendable {
         let due = info.definition.thresholds.filter { $0.abortOnFail && elapsed >= $0.delayAbortEvalMs }
         guard !due.isEmpty, elapsed > 0 else { return false }
         let totals = try await connection.send(["HGETALL", RunKeys(run: info.id).totals]).hash ?? [:]
-        let failed = ThresholdEvaluator.evaluate(due, totals: totals, durationS: Double(elapsed) / 1000).filter { $0.value != nil && !$0.ok }
+        // Metrics reach Redis about a second after they happen (flushes): `rate` is measured over
+        // the time they cover, not to now.
+        let covered = Double(max(1000, elapsed - 2000)) / 1000
+        let failed = ThresholdEvaluator.evaluate(due, totals: totals, durationS: covered).filter { $0.value != nil && !$0.ok }
         guard let first = failed.first else { return false }
         let reason = "threshold \(first.threshold) failed: \(first.shown)"
         logger.warning("aborting a run: a threshold with abortOnFail failed", metadata: ["run": "\(info.id)", "threshold": "\(first.threshold)", "value": "\(first.shown)"])

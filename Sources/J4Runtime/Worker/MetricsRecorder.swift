@@ -75,12 +75,14 @@ public final class MetricsRecorder: Sendable {
             defer { all.removeAll() }
             return all
         }
+        var out = drainSeconds(taken)
+        // The slowest iterations ride with the first second's fields; with none, they wait.
+        guard !out.isEmpty else { return out }
         let slow = slowest.withLock { s in
             defer { s.removeAll() }
             return s
         }
-        var out = drainSeconds(taken)
-        if !slow.isEmpty, !out.isEmpty { out[0].fields += slow.map { ("slow:" + $0.1, $0.0) } }
+        out[0].fields += slow.map { ("slow:" + $0.1, $0.0) }
         return out
     }
 

@@ -148,6 +148,7 @@ final class RunWorker: Sendable {
         await poolTask.value
         await handOff()
         await flushNow(final: true)
+        telemetry.close()
         logger.info("worker left run", metadata: ["worker": "\(worker)"])
     }
 
@@ -265,7 +266,8 @@ final class RunWorker: Sendable {
                 }
             }
             s.cap = reply.cap
-            s.runState = reply.state
+            // A reply sent before an abort (heard on the signals channel) must not undo it.
+            if !s.aborted { s.runState = reply.state }
             s.stopTick = min(s.stopTick, reply.stopTick)
             if s.startMs == nil { s.startMs = reply.startMs }
             let abortNow = reply.state == .aborted && !s.aborted
@@ -340,7 +342,11 @@ final class RunWorker: Sendable {
                 return
             }
             guard let start = tickStart(n) else { return }
-            do { try await RunWorker.sleep(until: start - claimLead) } catch { continue }
+            do { try await RunWorker.sleep(until: start - claimLead) } catch {
+                // Cancelled: by leave() (claim through the last tick, above) or by abort().
+                if state.withLock({ $0.leaving }) { continue }
+                return
+            }
             let shards = state.withLock { s -> [Int] in
                 s.claimingTick = n
                 return s.leases.filter { !$0.value.handedOff && $0.value.validUntil > start }.keys.sorted()

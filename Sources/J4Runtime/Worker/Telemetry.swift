@@ -67,6 +67,13 @@ public final class Telemetry: Sendable {
         g.record(value)
     }
 
+    /// Drops this run's series from the metrics backend (a long-lived worker serves many runs).
+    public func close() {
+        for c in counters.withLock({ c in defer { c = [:] }; return Array(c.values) }) { c.destroy() }
+        for t in timers.withLock({ t in defer { t = [:] }; return Array(t.values) }) { t.destroy() }
+        for g in gauges.withLock({ g in defer { g = [:] }; return Array(g.values) }) { g.destroy() }
+    }
+
     static func nanos(_ d: Duration) -> Int64 {
         let (s, atto) = d.components
         return s * 1_000_000_000 + atto / 1_000_000_000
