@@ -44,7 +44,7 @@ struct RunCommand: AsyncParsableCommand {
         guard (1...256).contains(workers) else { throw ValidationError("--workers \(workers) is not accepted; use 1 to 256") }
         for r in report {
             let p = r.split(separator: ":", maxSplits: 1)
-            guard p.count == 2, ["text", "json", "html", "junit"].contains(String(p[0])), !p[1].isEmpty else {
+            guard p.count == 2, RunReport.formats.contains(String(p[0])), !p[1].isEmpty else {
                 throw ValidationError("--report \(r) is not accepted; use FORMAT:FILE with FORMAT text, json, html or junit, e.g. html:report.html")
             }
         }
@@ -151,20 +151,11 @@ struct RunCommand: AsyncParsableCommand {
 
         guard let summary = try await RunSummary.load(run, on: control, workersDone: true) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
         print(summary.text)
-        if let summaryJson {
-            do {
-                try (summary.json + "\n").write(toFile: summaryJson, atomically: true, encoding: .utf8)
-            } catch {
-                throw CLIError.infrastructure("cannot write \(summaryJson): \((error as NSError).localizedDescription)")
-            }
-        }
+        if let summaryJson { try writeFile(summary.json + "\n", to: summaryJson) }
         if !report.isEmpty, let full = try await RunReport.load(run, on: control) {
             for r in report {
                 let p = r.split(separator: ":", maxSplits: 1).map(String.init)
-                let text = p[0] == "json" ? full.json + "\n" : p[0] == "html" ? full.html : p[0] == "junit" ? full.junit : full.text + "\n"
-                do { try text.write(toFile: p[1], atomically: true, encoding: .utf8) } catch {
-                    throw CLIError.infrastructure("cannot write \(p[1]): \((error as NSError).localizedDescription)")
-                }
+                try writeFile(full.rendered(p[0]), to: p[1])
             }
         }
         await control.close()
@@ -269,24 +260,23 @@ struct ReportCommand: AsyncParsableCommand {
     @OptionGroup var redisOptions: RedisOptions
 
     func run() async throws {
-        guard ["text", "json", "html", "junit"].contains(format) else { throw CLIError.invalid("--format \(format) is not accepted; use text, json, html or junit") }
+        guard RunReport.formats.contains(format) else { throw CLIError.invalid("--format \(format) is not accepted; use text, json, html or junit") }
         guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-report"))
         guard let report = try await RunReport.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
-        let text: String
-        switch format {
-        case "json": text = report.json + "\n"
-        case "html": text = report.html
-        case "junit": text = report.junit
-        default: text = report.text + "\n"
-        }
+        let text = report.rendered(format)
         if let output {
-            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
-                throw CLIError.infrastructure("cannot write \(output): \((error as NSError).localizedDescription)")
-            }
+            try writeFile(text, to: output)
         } else {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         if !report.summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }
+    }
+}
+
+/// Writes a report or summary file; a failure is an infrastructure error naming the file.
+func writeFile(_ text: String, to path: String) throws {
+    do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+        throw CLIError.infrastructure("cannot write \(path): \((error as NSError).localizedDescription)")
     }
 }

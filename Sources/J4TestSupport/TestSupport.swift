@@ -47,6 +47,35 @@ public enum J4Binary {
     }
 }
 
+extension J4Binary {
+    /// Starts a server (`j4 sink`, an example's server) that prints `listening on
+    /// http(s)://127.0.0.1:PORT`, and returns it with that port once the line is out.
+    public static func startListening(_ arguments: [String], binary: String? = nil) async throws -> (ChildProcess, Int) {
+        let child = try start(arguments, binary: binary)
+        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http") }),
+              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+              let port = Int(text[range].split(separator: ":").last ?? "")
+        else {
+            child.send(SIGKILL)
+            throw TestSupportError(description: "\(binary ?? path) \(arguments.joined(separator: " ")) did not start: \(child.output.tail())")
+        }
+        return (child, port)
+    }
+}
+
+/// Waits until `condition` holds, asking again every `every`; throws after `timeout`. For
+/// states that only polling can observe (a Redis field, a server's counters).
+public func waitFor(
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(30), every: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestSupportError(description: "timed out after \(timeout) waiting for \(what())") }
+        try await Task.sleep(for: every)
+    }
+}
+
 /// A `j4 sink` child process on a free port.
 public final class SinkProcess: Sendable {
     /// The child.
@@ -56,14 +85,7 @@ public final class SinkProcess: Sendable {
 
     /// Starts `j4 sink --port 0 EXTRA…` and waits for its "listening" line.
     public static func start(_ extra: [String] = []) async throws -> SinkProcess {
-        let child = try J4Binary.start(["sink", "--port", "0"] + extra)
-        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http") }),
-              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-              let port = Int(text[range].split(separator: ":").last ?? "")
-        else {
-            child.send(SIGKILL)
-            throw TestSupportError(description: "j4 sink did not start: \(child.output.tail())")
-        }
+        let (child, port) = try await J4Binary.startListening(["sink", "--port", "0"] + extra)
         return SinkProcess(child: child, port: port)
     }
 

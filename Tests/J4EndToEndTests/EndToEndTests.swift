@@ -59,10 +59,9 @@ struct EndToEndTests {
         let workers = try (0..<4).map { i in try J4Binary.start(["worker", "--redis", redis.url, "--id", "w\(i)"]) }
         // Wait until every worker has connected (CLIENT LIST shows its named connections).
         let c = redis.connect()
-        for _ in 0..<200 {
+        try await waitFor("four workers connected", timeout: .seconds(10)) {
             let clients = try await c.send(["CLIENT", "LIST"]).string ?? ""
-            if (0..<4).allSatisfy({ clients.contains("name=j4-worker:w\($0):control") }) { break }
-            try await Task.sleep(for: .milliseconds(50))
+            return (0..<4).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
         }
         let file = try temporaryFile(Self.arrivalRate(sink, name: "cluster", start: 200, stages: "  - { duration: 10s, target: 200 }"))
         let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
@@ -72,9 +71,9 @@ struct EndToEndTests {
 
         // Wait for the supervisor to finish the run.
         var state = ""
-        for _ in 0..<120 where state != "finished" {
-            try await Task.sleep(for: .milliseconds(500))
+        try? await waitFor("the run to finish", timeout: .seconds(60), every: .milliseconds(200)) {
             state = try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string ?? ""
+            return state == "finished"
         }
         #expect(state == "finished")
         // SIGTERM: every worker hands off and exits 0.

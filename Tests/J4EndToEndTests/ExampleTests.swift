@@ -14,14 +14,7 @@ struct ExampleServer {
     var url: String { "http://127.0.0.1:\(port)" }
 
     static func start(_ binary: String) async throws -> ExampleServer {
-        let child = try J4Binary.start(["--port", "0"], binary: J4Binary.sibling(binary))
-        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http://") }),
-              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-              let port = Int(text[range].split(separator: ":").last ?? "")
-        else {
-            child.send(SIGKILL)
-            throw TestSupportError(description: "\(binary) did not start: \(child.output.tail())")
-        }
+        let (child, port) = try await J4Binary.startListening(["--port", "0"], binary: J4Binary.sibling(binary))
         return ExampleServer(child: child, port: port)
     }
 
@@ -101,9 +94,9 @@ extension EndToEndTests {
         func holders() async throws -> [String: Int64] { try await Pools.show("accounts", on: c)?.holders ?? [:] }
         // Every worker holds accounts: the VUs are spread over all three.
         var spread: [String: Int64] = [:]
-        for _ in 0..<200 where spread.count < 3 || spread.values.reduce(0, +) < 24 {
+        try? await waitFor("accounts held by all three workers", timeout: .seconds(20), every: .milliseconds(100)) {
             spread = try await holders()
-            try await Task.sleep(for: .milliseconds(100))
+            return spread.count == 3 && spread.values.reduce(0, +) == 24
         }
         #expect(spread.count == 3 && spread.values.reduce(0, +) == 24, "\(spread)")
         workers["w1"]!.send(SIGKILL)
@@ -111,9 +104,9 @@ extension EndToEndTests {
         workers["w1"] = nil
         // Its holds lapse after the TTL; w0 and w2 take its shards and their new VUs its accounts.
         var after: [String: Int64] = [:]
-        for _ in 0..<300 where !(after["w1"] == nil && after.values.reduce(0, +) == 24) {
+        try? await waitFor("w1's accounts held by the others", timeout: .seconds(30), every: .milliseconds(100)) {
             after = try await holders()
-            try await Task.sleep(for: .milliseconds(100))
+            return after["w1"] == nil && after.values.reduce(0, +) == 24
         }
         print("figures pool: accounts by worker before the kill \(spread), after \(after)")
         #expect(after["w1"] == nil && after.values.reduce(0, +) == 24, "\(after)")
@@ -121,10 +114,8 @@ extension EndToEndTests {
         let holders = try await c.send(["HVALS", PoolKeys(pool: "accounts").holders]).array ?? []
         let vuNumbers = Set(holders.compactMap { $0.string?.split(separator: "|").dropFirst().first.flatMap { Int($0) } })
         #expect(vuNumbers == Set(0..<24), "\(vuNumbers.sorted())")
-        var state = ""
-        for _ in 0..<200 where state != "finished" {
-            state = try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string ?? ""
-            try await Task.sleep(for: .milliseconds(200))
+        try await waitFor("the run to finish", timeout: .seconds(40), every: .milliseconds(200)) {
+            try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string == "finished"
         }
         for (_, w) in workers { w.send(SIGTERM); #expect(await w.wait() == 0) }
         let server = try await shop.stats()
@@ -162,12 +153,12 @@ extension EndToEndTests {
         let run = try J4Binary.start(["run", file, "--workers", "2", "--pool", "accounts=\(accounts)", "--summary-json", summaryPath, "--quiet"], binary: J4Binary.sibling("chat-j4"))
         // Once every VU is in the room and has sent a message or two, drop every stream.
         var members = 0
-        for _ in 0..<300 where members < vus {
-            members = try await stats()["members"] ?? 0
-            try await Task.sleep(for: .milliseconds(50))
+        try? await waitFor("every VU in the room, each having sent a message") {
+            let now = try await stats()
+            members = now["members"] ?? 0
+            return members == vus && (now["messages"] ?? 0) >= vus
         }
         #expect(members == vus)
-        try await Task.sleep(for: .seconds(1))
         var drop = HTTPClientRequest(url: base + "/__drop")
         drop.method = .POST
         _ = try await HTTPClient.shared.execute(drop, timeout: .seconds(10))

@@ -26,11 +26,10 @@ struct Cluster {
     /// Starts a worker and waits until it is connected.
     mutating func addWorker(_ id: String) async throws {
         workers[id] = try J4Binary.start(["worker", "--redis", redis.url, "--id", id])
-        for _ in 0..<200 {
-            if (try await c.send(["CLIENT", "LIST"]).string ?? "").contains("name=j4-worker:\(id):control") { return }
-            try await Task.sleep(for: .milliseconds(50))
+        let c = self.c
+        try await waitFor("worker \(id) to connect", timeout: .seconds(10)) {
+            (try await c.send(["CLIENT", "LIST"]).string ?? "").contains("name=j4-worker:\(id):control")
         }
-        throw TestSupportError(description: "worker \(id) did not connect: \(workers[id]!.output.tail())")
     }
 
     /// Submits a hold at `rate`/s for `seconds`; returns the run id and its tick-0 time (unix s).
@@ -48,12 +47,11 @@ struct Cluster {
         let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
         guard code == 0 else { throw TestSupportError(description: "submit failed: \(out)") }
         let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
-        var start: Int64?
-        for _ in 0..<100 where start == nil {
-            start = try await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).int
-            if start == nil { try await Task.sleep(for: .milliseconds(100)) }
+        var start: Int64 = 0
+        try await waitFor("run \(run) to start", timeout: .seconds(10)) {
+            start = try await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).int ?? 0
+            return start > 0
         }
-        guard let start else { throw TestSupportError(description: "run did not start") }
         return (run, start / 1000)
     }
 
@@ -102,10 +100,10 @@ struct Cluster {
 
     func waitForState(_ run: String, _ wanted: Set<String>) async throws -> String {
         var state = ""
-        for _ in 0..<240 where !wanted.contains(state) {
+        try await waitFor("run \(run) to be \(wanted.sorted())", timeout: .seconds(60), every: .milliseconds(100)) {
             // After a Redis restart the first call on an old connection fails; the next reconnects.
             state = (try? await c.send(["HGET", RunKeys(run: run).ctl, "state"]))?.string ?? ""
-            if !wanted.contains(state) { try await Task.sleep(for: .milliseconds(250)) }
+            return wanted.contains(state)
         }
         return state
     }
@@ -208,10 +206,14 @@ extension EndToEndTests {
         try await cluster.waitUntil(second: t0 + 3)
         try await cluster.addWorker("w2")
         try await cluster.addWorker("w3")
-        try await Task.sleep(for: .seconds(3))
-        let owners = try await cluster.c.send(["HGETALL", RunKeys(run: run).owners]).hash ?? [:]
+        // Within 3 s of the join, each of the four holds its fair share ± 1.
         var held: [String: Int] = [:]
-        for (_, o) in owners { held[String(o.split(separator: "|").first ?? ""), default: 0] += 1 }
+        let c = cluster.c
+        try? await waitFor("fair shares", timeout: .seconds(3)) {
+            held = [:]
+            for (_, o) in try await c.send(["HGETALL", RunKeys(run: run).owners]).hash ?? [:] { held[String(o.split(separator: "|").first ?? ""), default: 0] += 1 }
+            return held.count == 4 && held.values.allSatisfy { abs($0 - 4) <= 1 }
+        }
         #expect(held.count == 4 && held.values.allSatisfy { abs($0 - 4) <= 1 }, "\(held)")
         _ = try await cluster.waitForState(run, ["finished"])
         try await cluster.report("w2, w3 join at second 3", from: t0, seconds: 12)
@@ -257,7 +259,7 @@ extension EndToEndTests {
         try await cluster.waitUntil(second: t0 + 3)
         await cluster.redis.kill(SIGTERM)
         let before = try await cluster.sink.stats().requests
-        try await Task.sleep(for: .seconds(5))
+        try await Task.sleep(for: .seconds(5))  // the outage itself: the test's input, not a wait for an event
         let during = try await cluster.sink.stats().requests
         try await cluster.redis.restart()
         #expect(try await cluster.waitForState(run, ["finished"]) == "finished")

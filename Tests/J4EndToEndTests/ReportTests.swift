@@ -98,10 +98,10 @@ extension EndToEndTests {
         let url = String(line[range])
         // Mid-run: once iterations have been counted.
         var text = ""
-        for _ in 0..<100 where !text.contains("j4_iterations_total{") {
-            try await Task.sleep(for: .milliseconds(200))
+        try await waitFor("iterations on /metrics", timeout: .seconds(20), every: .milliseconds(200)) {
             let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
             text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+            return text.contains("j4_iterations_total{")
         }
         #expect(await run.wait() == 0, "\(run.output.tail())")
         let s = try Self.summary(summaryPath)

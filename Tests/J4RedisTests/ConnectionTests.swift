@@ -50,9 +50,9 @@ struct ConnectionTests {
         try await redis.restart()
         // The first calls may still be inside the backoff window; the connection must recover on its own.
         var reply: RedisValue?
-        for _ in 0..<200 where reply == nil {
+        try? await waitFor("the connection to come back", timeout: .seconds(5), every: .milliseconds(10)) {
             reply = try? await c.send(["CLIENT", "GETNAME"])
-            if reply == nil { try await Task.sleep(for: .milliseconds(10)) }
+            return reply != nil
         }
         #expect(reply == .bulk(Array("j4-test-reconnect".utf8)))
         #expect(await c.connectCount() == 2)
@@ -84,9 +84,9 @@ struct ConnectionTests {
         let error = await #expect(throws: RedisError.self) { try await c.send(["DEBUG", "SLEEP", "1"]) }
         #expect(error?.isUnreachable == true)
         var pong: RedisValue?
-        for _ in 0..<300 where pong == nil {
+        try? await waitFor("a PING answered", timeout: .seconds(5), every: .milliseconds(10)) {
             pong = try? await c.send(["PING"])
-            if pong == nil { try await Task.sleep(for: .milliseconds(10)) }
+            return pong != nil
         }
         #expect(pong == .status("PONG"))
         await redis.stop()

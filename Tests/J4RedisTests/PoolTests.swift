@@ -61,7 +61,12 @@ struct PoolTests {
         let dead = try await p.checkout("w1|0", "t1", ttl: 150)
         #expect(dead.code == "ok")
         #expect(try await p.checkout("w2|0", "t2").code == "empty")
-        try await Task.sleep(for: .milliseconds(300))
+        // Once the hold has expired on Redis' clock, the next checkout takes the item back.
+        let expiry = try await c.send(["ZSCORE", p.keys.held, String(dead.index)]).string.flatMap(Double.init) ?? 0
+        try await waitFor("the hold to expire", timeout: .seconds(5), every: .milliseconds(20)) {
+            let t = try await c.send(["TIME"]).array ?? []
+            return Double((t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)) > expiry
+        }
         let taken = try await p.checkout("w2|0", "t2")
         #expect(taken.code == "ok" && taken.index == dead.index)
         #expect(try await p.renew([(dead.index, "w1|0|t1")]) == [dead.index])

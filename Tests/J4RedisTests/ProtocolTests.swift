@@ -188,7 +188,7 @@ struct ProtocolTests {
             heard.withLock { $0.append(text) }
         }
         defer { subscriber.close() }
-        while subscriber.subscribeCount == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitFor("the subscription", timeout: .seconds(5), every: .milliseconds(10)) { subscriber.subscribeCount > 0 }
         let n = try await r.nextTick()
         let (state, stopTick) = try await r.client.stop(r.c, mode: "stop", who: "test")
         #expect(state == .stopping && stopTick == n)
@@ -196,7 +196,7 @@ struct ProtocolTests {
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: a.held.map { ($0.key, $0.value.token) }).code == "stopped")
         let (aborted, abortTick) = try await r.client.abort(r.c, who: "test", reason: "because")
         #expect(aborted == .aborted && abortTick == n)
-        for _ in 0..<200 where heard.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try? await waitFor("both signals", timeout: .seconds(2), every: .milliseconds(10)) { heard.withLock { $0.count } >= 2 }
         #expect(heard.withLock { $0 } == ["\(r.run) stopping \(n)", "\(r.run) aborted \(n)"])
         let events = try await r.c.send(["XRANGE", r.client.keys.events, "-", "+"]).array ?? []
         let types = events.compactMap { $0.array?.last?.hash?["type"] }

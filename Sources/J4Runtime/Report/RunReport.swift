@@ -116,6 +116,19 @@ public struct RunReport: Sendable, Codable {
         return steps.mapValues { ($0.count, $0.failed, $0.latency_ms.p95) }
     }
 
+    /// The formats of `j4 report`.
+    public static let formats = ["text", "json", "html", "junit"]
+
+    /// The report in `format` (one of ``formats``), ending with a newline.
+    public func rendered(_ format: String) -> String {
+        switch format {
+        case "json": return json + "\n"
+        case "html": return html
+        case "junit": return junit
+        default: return text + "\n"
+        }
+    }
+
     /// Pretty JSON with sorted keys.
     public var json: String {
         let e = JSONEncoder()

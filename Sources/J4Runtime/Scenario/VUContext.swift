@@ -44,6 +44,7 @@ public final class VUContext: Sendable {
 
     init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: PoolKeeper?) {
         self.pools = pools
+        attributionHeaders = VUContext.attribution(run: run, worker: worker, vu: vu)
         self.run = run
         self.worker = worker
         self.vu = vu
@@ -58,14 +59,16 @@ public final class VUContext: Sendable {
     /// Headers every request J4 sends carries, so a server can attribute load: `x-j4-run`,
     /// `x-j4-worker`, `x-j4-vu`, and the same as W3C `baggage` (`j4.run`, `j4.worker`, `j4.vu`)
     /// for tracing systems.
-    public var attributionHeaders: [(String, String)] {
-        [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu)), ("baggage", baggage)]
-    }
+    public let attributionHeaders: [(String, String)]
 
     /// `j4.run=…,j4.worker=…,j4.vu=…`, values percent-encoded as W3C baggage requires.
-    public var baggage: String {
+    public var baggage: String { attributionHeaders[3].1 }
+
+    /// Built once per VU: every request sends them.
+    static func attribution(run: String, worker: String, vu: Int64) -> [(String, String)] {
         func enc(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.~"))) ?? s }
-        return "j4.run=\(enc(run)),j4.worker=\(enc(worker)),j4.vu=\(vu)"
+        return [("x-j4-run", run), ("x-j4-worker", worker), ("x-j4-vu", String(vu)),
+                ("baggage", "j4.run=\(enc(run)),j4.worker=\(enc(worker)),j4.vu=\(vu)")]
     }
 
     /// True once the VU has ended here; long-running code should return.
