@@ -7,6 +7,9 @@
 -- arrival-rate runs the iterations granted are added to ctl.granted and to the tick's
 -- "<n>:g" field in the ticks hash (where workers add "<n>:s" started and "<n>:d" dropped),
 -- so that what is granted for a tick never exceeds its target and can be accounted for.
+-- A claim is also a heartbeat: each lease it is made with that is still the caller's and
+-- unexpired is extended by the TTL, as renew.lua would, and the caller marked live, so a
+-- worker that claims every tick renews far less often (fewer Redis calls per worker-second).
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] leases: j4:{r:ID}:leases
@@ -14,18 +17,22 @@
 -- KEYS[4] plan: j4:{r:ID}:plan (tick -> F(n) or V(n))
 -- KEYS[5] claims: j4:{r:ID}:claims:<tick> (shard -> worker|token)
 -- KEYS[6] ticks: j4:{r:ID}:ticks (per-tick accounting: <n>:g, <n>:s, <n>:d)
+-- KEYS[7] workers: j4:{r:ID}:workers (heartbeats)
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2] tick: the tick n to claim
 -- ARGV[3...] shard, token: the leases to claim with
--- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, ...}
+-- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, renewed, ..., cap}
 --   code: ok | aborted | not_running | not_started | past | early | stopped | no_plan
 --   a, b: F(n), F(n+1) for arrival-rate; V(n), V(n) for vus (0, 0 unless ok)
 --   status per shard: granted | fenced (lease not the caller's) | taken (granted to another)
+--   renewed per shard: 1 when the lease was extended to now + TTL (only with code ok), else 0
+--   cap (only with code ok): the caller's fair share now, as renew.lua computes it, so a
+--   worker learns at its next claim that a worker died and it may take more shards
 -- Errors: J4_NO_RUN (no such run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'model', 'shards')
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'model', 'shards', 'ttl_ms')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
 local state, stop_tick = c[1], tonumber(c[4])
 local n = tonumber(ARGV[2])
@@ -46,8 +53,9 @@ local b = arrival and redis.call('HGET', KEYS[4], n + 1) or a
 if not a or not b then return answer('no_plan') end
 a, b = tonumber(a), tonumber(b)
 
-local shards = tonumber(c[6])
+local shards, ttl = tonumber(c[6]), tonumber(c[7])
 local worker = ARGV[1]
+redis.call('ZADD', KEYS[7], now, worker)
 local reply = {now, 'ok', a, b, stop_tick, 0}
 local any = false
 local newly = 0
@@ -56,7 +64,9 @@ for i = 3, #ARGV, 2 do
   local status
   local owner = redis.call('HGET', KEYS[3], shard)
   local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
-  if owner ~= worker .. '|' .. token or expiry <= now then
+  local valid = (owner == worker .. '|' .. token and expiry > now)
+  if valid then redis.call('ZADD', KEYS[2], 'XX', now + ttl, shard) end
+  if not valid then
     status = 'fenced'
   elseif redis.call('HSETNX', KEYS[5], shard, worker .. '|' .. token) == 1 then
     status = 'granted'
@@ -75,7 +85,11 @@ for i = 3, #ARGV, 2 do
   reply[6] = reply[6] + 1
   reply[#reply + 1] = tonumber(shard)
   reply[#reply + 1] = status
+  reply[#reply + 1] = valid and 1 or 0
 end
+local live = redis.call('ZCOUNT', KEYS[7], now - ttl, '+inf')
+if live < 1 then live = 1 end
+reply[#reply + 1] = math.ceil(shards / live)
 if any and n > tonumber(redis.call('HGET', KEYS[1], 'claimed_tick') or '-1') then
   redis.call('HSET', KEYS[1], 'claimed_tick', n)
 end

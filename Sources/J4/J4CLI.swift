@@ -4,6 +4,8 @@ import J4Core
 import J4Redis
 import J4Runtime
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The `j4` command line. A user's executable calls `await J4CLI.main(scenarios: [...])` and
@@ -19,6 +21,9 @@ public enum J4CLI {
     /// 99 failed thresholds.
     public static func main(scenarios: [Scenario] = [], arguments: [String]? = nil) async -> Never {
         limitMallocArenas()
+        if ProcessInfo.processInfo.environment["J4_NIO_EXECUTOR"] != "0" {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
         catalogBox.withLock { $0 = ScenarioCatalog(scenarios) }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -76,7 +81,7 @@ struct Root: AsyncParsableCommand {
         abstract: "J4: distributed load testing in Swift. Load stays on its curve when workers die, join or stall.",
         subcommands: [
             RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self,
-            PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self,
+            PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self, BenchCoordinationCommand.self,
         ])
 }
 

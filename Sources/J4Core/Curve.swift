@@ -242,6 +242,49 @@ public struct Curve: Sendable {
     }
 }
 
+/// The intended starts of one tick's iterations, asked for in increasing order (as a worker
+/// fires them): `A⁻¹(g)` to within a microsecond, each search starting where the previous
+/// one ended and widening by the last gap, so a steady rate costs a few evaluations of `A`
+/// per iteration instead of a bisection over the whole tick.
+public struct TickSchedule: Sendable {
+    let curve: Curve
+    /// A time whose `A` is below the next iteration asked for.
+    var lo: Double
+    let hi: Double
+    let end: Double
+    var gap = 0.001
+
+    /// The schedule of tick `n` of `curve`.
+    public init(curve: Curve, tick n: Int64) {
+        self.curve = curve
+        lo = Double(n * curve.tickMs)
+        hi = Double(min((n + 1) * curve.tickMs, curve.durationMs))
+        end = Double((n + 1) * curve.tickMs)
+    }
+
+    /// `A⁻¹(g)` in ms since the run's start, clamped into the tick; `g` must not decrease
+    /// from one call to the next.
+    public mutating func startMs(ofIteration g: Int64) -> Double {
+        let target = Double(g)
+        if curve.cumulativeApprox(atMs: lo) >= target { return lo }
+        // Gallop: widen from lo until A reaches g, then bisect to a microsecond.
+        var step = max(gap, 0.001)
+        var upper = min(lo + step, hi)
+        while upper < hi, curve.cumulativeApprox(atMs: upper) < target {
+            lo = upper
+            step *= 2
+            upper = min(lo + step, hi)
+        }
+        let before = lo
+        while upper - lo > 0.0005 {
+            let mid = (lo + upper) / 2
+            if curve.cumulativeApprox(atMs: mid) >= target { upper = mid } else { lo = mid }
+        }
+        gap = max(0.001, upper - before)
+        return min(upper, end - 0.001)
+    }
+}
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

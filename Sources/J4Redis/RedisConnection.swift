@@ -133,6 +133,7 @@ public final class RedisConnection: @unchecked Sendable {
 
     private func execute(_ commands: [[[UInt8]]]) throws -> [RedisValue] {
         let ctx = try connectedContext()
+        commandCounter.increment(by: Int64(commands.count))
         guard let replies = RedisConnection.roundTrip(ctx, commands) else { throw fail(ctx) }
         return replies
     }
@@ -169,6 +170,8 @@ public final class RedisConnection: @unchecked Sendable {
 
     private lazy var errorCounter = Counter(label: "j4_redis_errors_total", dimensions: [("client", options.clientName)])
     private lazy var connectCounter = Counter(label: "j4_redis_connects_total", dimensions: [("client", options.clientName)])
+    /// Commands sent, pipelined ones each counted: the Redis calls a process makes.
+    private lazy var commandCounter = Counter(label: "j4_redis_commands_total", dimensions: [("client", options.clientName)])
 
     private func noteFailure(_ message: String) {
         errorCounter.increment()

@@ -66,7 +66,7 @@ public final class RedisSubscriber: Sendable {
         try send(ctx, ["SUBSCRIBE", channel])
         var lastHeard = ContinuousClock.now
         var lastPing = ContinuousClock.now
-        let pingEvery = Duration.seconds(3)
+        let pingEvery = Duration.seconds(10)
         while !stopping.load(ordering: .relaxed) {
             var fd = pollfd(fd: ctx.pointee.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&fd, 1, 250)

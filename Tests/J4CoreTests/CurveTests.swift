@@ -126,6 +126,23 @@ struct CurveVUTests {
         }
     }
 
+    @Test("a tick's schedule agrees with A⁻¹ to a microsecond", arguments: [
+        (0.0, 100.0, "10s", "linear"), (20_000, 20_000, "2s", "linear"), (5, 5_000, "4s", "exponential"), (1, 1, "5s", "linear"), (0, 3_000, "6s", "step"),
+    ])
+    func tickSchedule(start: Double, target: Double, duration: String, shape: String) throws {
+        let d = try definition(start: start, stages: [(duration, target, shape == "linear" ? nil : shape, shape == "step" ? "1s" : nil)])
+        let curve = Curve(d)
+        for n in Int64(0)..<curve.tickCount {
+            var schedule = TickSchedule(curve: curve, tick: n)
+            for g in curve.firstIteration(ofTick: n)..<curve.firstIteration(ofTick: n + 1) {
+                let fast = schedule.startMs(ofIteration: g)
+                let exact = curve.intendedStartMs(ofIteration: g, inTick: n)
+                #expect(abs(fast - exact) < 0.002, "tick \(n), iteration \(g): \(fast) vs \(exact)")
+                #expect(fast >= Double(n * 1000) && fast < Double((n + 1) * 1000))
+            }
+        }
+    }
+
     @Test("constant rate spaces iterations evenly")
     func evenSpacing() throws {
         let d = try definition(start: 4, stages: [("1s", 4, nil, nil)])

@@ -170,7 +170,9 @@ extension EndToEndTests {
         #expect(target == 4800 && started + dropped + unclaimed + lost == target, "\(s)")
         #expect(Int(stats.requests) >= started && Int(stats.requests) <= started + lost)
         let events = try await cluster.events(run)
-        #expect(events.contains { $0["type"] == "takeover" && $0["from"] == "w1" }, "\(events)")
+        // w1's shards change hands on the record: taken over from w1 by a survivor, or reaped
+        // as expired leases of w1 by the supervisor first (whichever comes first after its TTL).
+        #expect(events.contains { ($0["type"] == "takeover" && $0["from"] == "w1") || ($0["type"] == "lease_expired" && $0["worker"] == "w1") }, "\(events)")
         await cluster.stop()
     }
 

@@ -101,7 +101,7 @@ extension EndToEndTests {
         try await waitFor("iterations on /metrics", timeout: .seconds(20), every: .milliseconds(200)) {
             let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
             text = String(buffer: try await response.body.collect(upTo: 1 << 22))
-            return text.contains("j4_iterations_total{")
+            return text.contains("j4_custom_total{")  // written by iterations, not at the run's start
         }
         #expect(await run.wait() == 0, "\(run.output.tail())")
         let s = try Self.summary(summaryPath)

@@ -104,8 +104,8 @@ struct ScriptContractTests {
 
     @Test("a call with the wrong key or argument count is refused before it is sent")
     func counts() {
-        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 5, argCount: 2) }
-        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 6, argCount: 3) }
-        #expect(throws: Never.self) { try Scripts.claim.check(keyCount: 6, argCount: 6) }
+        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 6, argCount: 2) }
+        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 7, argCount: 3) }
+        #expect(throws: Never.self) { try Scripts.claim.check(keyCount: 7, argCount: 6) }
     }
 }

@@ -50,6 +50,25 @@ struct StartedRun {
 
 @Suite("Lease and claim protocol (Lua on a real redis-server)")
 struct ProtocolTests {
+    @Test("a claim is a heartbeat: it extends the caller's unexpired leases by the TTL, never another's")
+    func claimRenews() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        let tokens = a.held.map { ($0.key, $0.value.token) }.sorted { $0.0 < $1.0 }
+        let before = try await r.c.send(["ZSCORE", r.client.keys.leases, "0"]).string.flatMap { Int64($0) } ?? 0
+        // A stale token for shard 1: fenced and not extended.
+        let claim = try await r.client.claim(r.c, worker: "A", tick: try await r.nextTick(), shards: [tokens[0], (1, "stale")])
+        let after0 = try await r.c.send(["ZSCORE", r.client.keys.leases, "0"]).string.flatMap { Int64($0) } ?? 0
+        let after1 = try await r.c.send(["ZSCORE", r.client.keys.leases, "1"]).string.flatMap { Int64($0) } ?? 0
+        #expect(claim.code == "ok")
+        #expect(claim.renewed == [0])
+        #expect(claim.statuses[1] == .fenced)
+        #expect(after0 == claim.nowMs + 3000 && after0 >= before)
+        #expect(after1 == a.held[1]!.expiryMs)
+        let live = try await r.c.send(["ZSCORE", r.client.keys.workers, "A"]).string.flatMap { Int64($0) }
+        #expect(live == claim.nowMs)
+    }
+
     @Test("one grant per (tick, shard) with concurrent claimers; a retry gets the same answer; never more than the tick's target")
     func concurrentClaims() async throws {
         let r = try await StartedRun.make()

@@ -46,6 +46,10 @@ public struct ClaimReply: Sendable {
     public var stopTick: Int64
     /// Per shard claimed, what it got.
     public var statuses: [Int: Status]
+    /// The shards whose leases this claim extended to (Redis' time) + TTL: a claim is also a heartbeat.
+    public var renewed: Set<Int> = []
+    /// The caller's fair share of shards now (with code `ok`).
+    public var cap: Int?
 }
 
 /// The answer of plan.lua.
@@ -94,15 +98,21 @@ public struct RunClient: Sendable {
 
     /// claim.lua: claims tick `tick` for the given leases.
     public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
-        let r = try await c.evalScript(Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks], args: [worker, String(tick)] + RunClient.pairs(shards))
-        guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 2 * Int(n) else {
+        let r = try await c.evalScript(
+            Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers],
+            args: [worker, String(tick)] + RunClient.pairs(shards))
+        guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 3 * Int(n) || a.count == 7 + 3 * Int(n) else {
             throw RedisError.unexpectedReply("claim: \(r)")
         }
         var statuses: [Int: ClaimReply.Status] = [:]
+        var renewed: Set<Int> = []
         for i in 0..<Int(n) {
-            if let s = a[6 + 2 * i].int, let st = a[7 + 2 * i].string.flatMap(ClaimReply.Status.init(rawValue:)) { statuses[Int(s)] = st }
+            guard let s = a[6 + 3 * i].int else { continue }
+            if let st = a[7 + 3 * i].string.flatMap(ClaimReply.Status.init(rawValue:)) { statuses[Int(s)] = st }
+            if a[8 + 3 * i].int == 1 { renewed.insert(Int(s)) }
         }
-        return ClaimReply(nowMs: now, code: code, first: first, end: end, stopTick: stop, statuses: statuses)
+        let cap = a.count == 7 + 3 * Int(n) ? a[6 + 3 * Int(n)].int.map(Int.init) : nil
+        return ClaimReply(nowMs: now, code: code, first: first, end: end, stopTick: stop, statuses: statuses, renewed: renewed, cap: cap)
     }
 
     /// flush.lua: adds one second's metrics; false when this sequence number was already added.

@@ -64,6 +64,8 @@ public enum RunStore {
         let replies = try await c.pipeline([
             ["ZADD", GlobalKeys.runs, String(Int64(Date().timeIntervalSince1970 * 1000)), id],
             ["SADD", GlobalKeys.active, id],
+            // Workers look for new runs when they hear this, not only at their slow poll.
+            ["PUBLISH", GlobalKeys.signals, "\(id) pending 0"],
         ])
         for r in replies { if case .error(let e) = r { throw RedisError.fromReply(e) } }
         return id

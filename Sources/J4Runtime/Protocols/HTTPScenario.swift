@@ -56,7 +56,13 @@ public enum HTTPScenario {
         case nil: break
         case .object(let h)?:
             for (k, v) in h.sorted(by: { $0.key < $1.key }) {
-                if let s = v.stringValue { headers.append((k, s)) } else { problem("request.headers.\(k)", v, "a text value") }
+                if !isToken(k) {
+                    problem("request.headers.\(k)", .string(k), "a header name of letters, digits and !#$%&'*+-.^_`|~")
+                } else if let s = v.stringValue, !s.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) {
+                    headers.append((k, s))
+                } else {
+                    problem("request.headers.\(k)", v, "a text value without line breaks")
+                }
             }
         case let other?: problem("request.headers", other, "a map of header name to text")
         }
@@ -81,11 +87,18 @@ public enum HTTPScenario {
         return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout), [])
     }
 
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { b in
+            (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) || "!#$%&'*+-.^_`|~".utf8.contains(b)
+        }
+    }
+
     /// The scenario.
     public static let scenario = Scenario("http", validate: { plan($0).1 }) { vu in
         guard let plan = plan(vu.params).0 else {
             throw ScenarioSetupError(message: "params of the http scenario do not validate: " + plan(vu.params).1.map(\.description).joined(separator: "; "))
         }
+        if let lean = LeanRequest(plan: plan, vu: vu) { return lean.iteration(vu) }
         var base = HTTPClientRequest(url: plan.url)
         base.method = plan.method
         for (k, v) in plan.headers { base.headers.add(name: k, value: v) }
@@ -116,4 +129,80 @@ public struct ScenarioSetupError: ClassifiedError, CustomStringConvertible {
     public var message: String
     public var errorClass: String { "setup" }
     public var description: String { message }
+}
+
+/// The built-in scenario's request over plain HTTP/1.1, serialized once per VU: an iteration
+/// writes the fixed part, its own attribution headers and `traceparent`, and the body.
+struct LeanRequest: Sendable {
+    let host: String
+    let port: Int
+    /// Request line, `host`, the run's headers and the VU's attribution headers.
+    let prefix: [UInt8]
+    /// `content-length` (with a body), the blank line and the body.
+    let suffix: [UInt8]
+    let isHead: Bool
+    let expect: Set<Int>?
+    let timeout: TimeAmount
+
+    /// Nil for a URL the lean client does not serve (https: AsyncHTTPClient does TLS and HTTP/2).
+    init?(plan: HTTPScenario.Plan, vu: VUContext) {
+        guard let url = URL(string: plan.url), url.scheme?.lowercased() == "http", let host = url.host else { return nil }
+        self.host = host
+        port = url.port ?? 80
+        var target = url.path.isEmpty ? "/" : url.path
+        if let q = url.query { target += "?" + q }
+        // URL.path decodes percent-escapes; the request line needs the text as written.
+        if let range = plan.url.range(of: "://") {
+            let rest = plan.url[range.upperBound...]
+            if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
+                target = String(rest[slash...].prefix { $0 != "#" })
+                if target.hasPrefix("?") { target = "/" + target }
+            } else {
+                target = "/"
+            }
+        }
+        var head = "\(plan.method.rawValue) \(target) HTTP/1.1\r\n"
+        let userHeaders = Set(plan.headers.map { $0.0.lowercased() })
+        if !userHeaders.contains("host") { head += "host: \(url.port.map { "\(host):\($0)" } ?? host)\r\n" }
+        for (k, v) in plan.headers where k.lowercased() != "content-length" { head += "\(k): \(v)\r\n" }
+        for (k, v) in vu.attributionHeaders { head += "\(k): \(v)\r\n" }
+        prefix = Array(head.utf8)
+        if let body = plan.body {
+            suffix = Array("content-length: \(body.count)\r\n\r\n".utf8) + body
+        } else if ["POST", "PUT", "PATCH"].contains(plan.method.rawValue) {
+            suffix = Array("content-length: 0\r\n\r\n".utf8)
+        } else {
+            suffix = Array("\r\n".utf8)
+        }
+        isHead = plan.method == .HEAD
+        expect = plan.expect
+        timeout = plan.timeout
+    }
+
+    /// The iteration body of `vu`: one connection per VU, closed when the VU ends.
+    func iteration(_ vu: VUContext) -> IterationBody {
+        let connection = LeanHTTP1Connection(host: host, port: port)
+        vu.onTeardown { connection.close() }
+        let request = self
+        return { iteration in
+            var buffer = connection.buffer(capacity: request.prefix.count + request.suffix.count + 160)
+            buffer.writeBytes(request.prefix)
+            buffer.writeStaticString("x-j4-tick: ")
+            buffer.writeString(String(iteration.tick))
+            buffer.writeStaticString("\r\nx-j4-shard: ")
+            buffer.writeString(String(iteration.shard))
+            buffer.writeStaticString("\r\nx-j4-iteration: ")
+            buffer.writeString(String(iteration.iteration))
+            buffer.writeStaticString("\r\ntraceparent: ")
+            buffer.writeString(TraceContext.traceparent(traceID: iteration.traceID))
+            buffer.writeStaticString("\r\n")
+            buffer.writeBytes(request.suffix)
+            let status = try await connection.send(buffer, head: request.isHead, timeout: request.timeout)
+            if let expect = request.expect {
+                if !expect.contains(status) { throw UnexpectedStatus(status: status) }
+            } else if !(200..<300).contains(status) {
+                throw UnexpectedStatus(status: status)
+            }
+        }
+    }
 }

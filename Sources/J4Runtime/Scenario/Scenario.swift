@@ -56,7 +56,7 @@ public struct ScenarioCatalog: Sendable {
     /// The built-in scenarios plus `extra` (an extra scenario replaces a built-in of the same name).
     public init(_ extra: [Scenario] = []) {
         var all: [String: Scenario] = [:]
-        for s in [HTTPScenario.scenario] + extra { all[s.name] = s }
+        for s in [HTTPScenario.scenario, SleepScenario.scenario] + extra { all[s.name] = s }
         scenarios = all
     }
 

@@ -47,12 +47,11 @@ public final class MetricsRecorder: Sendable {
 
     /// Records a finished iteration: ok or failed (with its error class), and its latency.
     public func finished(second: Int64, ok: Bool, errorClass: String?, latencyUs: Int64) {
+        // In place: copying a Second out and back would copy its dictionaries each time.
         seconds.withLock { all in
-            var s = all[second, default: Second()]
-            s.counters[ok ? "ok" : "failed", default: 0] += 1
-            if let errorClass { s.counters["err:" + errorClass, default: 0] += 1 }
-            s.latency.add(max(0, latencyUs))
-            all[second] = s
+            all[second, default: Second()].counters[ok ? "ok" : "failed", default: 0] += 1
+            if let errorClass { all[second, default: Second()].counters["err:" + errorClass, default: 0] += 1 }
+            all[second, default: Second()].latency.add(max(0, latencyUs))
         }
     }
 

@@ -96,6 +96,8 @@ final class RunWorker: Sendable {
     let pools: PoolKeeper
     let telemetry: Telemetry
     let flushSeq = Atomic<Int64>(0)
+    /// Set when a claim reply shows room for more shards: the lease loop acquires at once.
+    let leaseWake = Atomic<Bool>(false)
     let pendingFlushes = Mutex<[(seq: Int64, second: Int64, fields: [(String, Int64)])]>([])
 
     var ttl: Duration { .milliseconds(definition.leaseTTLMs) }
@@ -217,6 +219,7 @@ final class RunWorker: Sendable {
         let interval = ttl / 3
         var first = true
         var fastPolls = 15
+        var sinceRenewal = 0
         while !Task.isCancelled {
             let (held, wantMore, leaving) = state.withLock { s in
                 let mine = s.leases.filter { !$0.value.handedOff }.map { ($0.key, $0.value.token) }
@@ -225,6 +228,18 @@ final class RunWorker: Sendable {
             if leaving && held.isEmpty { return }
             let take = (first || wantMore) && !leaving
             first = false
+            // Claims renew the leases they are made with; while they keep every lease fresh,
+            // a renewal every other cycle is enough to keep the fair share and liveness current.
+            let now = ContinuousClock.now
+            // (Skipped only while every lease stays trusted past the next cycle, once in a row.)
+            let freshByClaims = !take && !leaving && !held.isEmpty && sinceRenewal < 1
+                && state.withLock { s in s.leases.values.allSatisfy { $0.handedOff || $0.validUntil - now > interval + .milliseconds(100) } }
+            if freshByClaims {
+                sinceRenewal += 1
+                await leaseSleep(interval)
+                continue
+            }
+            sinceRenewal = 0
             var sent = ContinuousClock.now
             do {
                 var reply = take
@@ -247,7 +262,16 @@ final class RunWorker: Sendable {
             // Until it holds its fair share, a worker asks again soon, so a run's shards spread quickly.
             let hungry = fastPolls > 0 && state.withLock { s in s.leases.values.filter { !$0.handedOff }.count < s.cap && !s.leaving }
             if hungry { fastPolls -= 1 }
-            try? await Task.sleep(for: hungry ? min(interval, .milliseconds(200)) : interval)
+            await leaseSleep(hungry ? min(interval, .milliseconds(200)) : interval)
+        }
+    }
+
+    /// Sleeps `d`, or less when a claim reply says there is room for more shards.
+    func leaseSleep(_ d: Duration) async {
+        let until = ContinuousClock.now + d
+        while ContinuousClock.now < until, !Task.isCancelled {
+            if leaseWake.exchange(false, ordering: .relaxed) { return }
+            try? await Task.sleep(for: min(.milliseconds(50), until - .now))
         }
     }
 
@@ -406,8 +430,9 @@ final class RunWorker: Sendable {
         let pairs = state.withLock { s in shards.compactMap { sh in s.leases[sh].map { (sh, $0.token) } } }
         guard !pairs.isEmpty else { return }
         var reply: ClaimReply?
+        var sent = ContinuousClock.now
         for attempt in 0..<2 where reply == nil {
-            let sent = ContinuousClock.now
+            sent = ContinuousClock.now
             do {
                 let r = try await client.claim(connections.claim, worker: worker, tick: n, shards: pairs)
                 clock.observe(sent: sent, received: .now, serverMs: r.nowMs)
@@ -418,7 +443,22 @@ final class RunWorker: Sendable {
             }
         }
         guard let reply else { return }
-        state.withLock { $0.stopTick = min($0.stopTick, reply.stopTick) }
+        // A claim is also a heartbeat: the leases it extended are trusted as after a renewal.
+        let validUntil = sent + ttl - margin
+        let room = state.withLock { s -> Bool in
+            defer { if let cap = reply.cap { s.cap = cap } }
+            s.stopTick = min(s.stopTick, reply.stopTick)
+            for (shard, token) in pairs where reply.renewed.contains(shard) {
+                if var lease = s.leases[shard], lease.token == token, !lease.handedOff {
+                    lease.validUntil = max(lease.validUntil, validUntil)
+                    s.leases[shard] = lease
+                }
+            }
+            // The fair share grew (a worker died or left): take the room now, not at the next renewal.
+            guard let cap = reply.cap, !s.leaving else { return false }
+            return s.leases.values.filter { !$0.handedOff }.count < cap
+        }
+        if room { leaseWake.store(true, ordering: .relaxed) }
         if reply.code == "aborted" { abort() }
         guard reply.code == "ok" else {
             logger.debug("claim refused", metadata: ["tick": "\(n)", "code": "\(reply.code)"])
@@ -513,6 +553,7 @@ final class RunWorker: Sendable {
         let startMs = Double(start)
         // Per-tick accounting next to the per-second counters (flush.lua puts t:* in the ticks hash).
         let tickStarted = "t:\(n):s", tickDropped = "t:\(n):d"
+        var schedule = TickSchedule(curve: curve, tick: n)
         await withDiscardingTaskGroup { group in
             var dropped: [Int64: Int64] = [:]  // second → count
             var g = range.lowerBound
@@ -520,7 +561,7 @@ final class RunWorker: Sendable {
                 defer { g += 1 }
                 let shard = Int(g % S)
                 guard shards.contains(shard) else { continue }
-                let intendedMs = startMs + curve.intendedStartMs(ofIteration: g, inTick: n)
+                let intendedMs = startMs + schedule.startMs(ofIteration: g)
                 let second = Int64(intendedMs / 1000)
                 guard let at = clock.instant(forServerMs: intendedMs) else { dropped[second, default: 0] += 1; continue }
                 if at > .now + .microseconds(500) {
@@ -540,7 +581,7 @@ final class RunWorker: Sendable {
                 guard verdict else { dropped[second, default: 0] += 1; continue }
                 metrics.add("started", second: second)
                 metrics.add(tickStarted, second: second)
-                telemetry.time("j4_schedule_lag_seconds", nanoseconds: Telemetry.nanos(at.duration(to: now)))
+                telemetry.scheduleLag.recordNanoseconds(Telemetry.nanos(at.duration(to: now)))
                 let iteration = g
                 group.addTask { [self] in
                     var ok = true
@@ -563,15 +604,14 @@ final class RunWorker: Sendable {
                     let latency = at.duration(to: doneAt)
                     metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
                     metrics.noteSlow(latencyUs: MetricsRecorder.micros(latency), member: "\(traceID) \(worker) \(vuNumber) \(iteration) \(Int64(intendedMs))")
-                    telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
-                    telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(latency))
+                    telemetry.iteration(ok: ok, took: latency)
                     state.withLock { $0.inFlight -= 1 }
                 }
             }
             for (second, count) in dropped {
                 metrics.add("dropped", count, second: second)
                 metrics.add(tickDropped, count, second: second)
-                telemetry.count("j4_iterations_total", [("outcome", "dropped")], count)
+                telemetry.iterationsDropped.increment(by: count)
             }
         }
     }
@@ -645,8 +685,7 @@ final class RunWorker: Sendable {
             let took = began.duration(to: .now)
             metrics.finished(second: second, ok: ok, errorClass: cls, latencyUs: MetricsRecorder.micros(took))
             metrics.noteSlow(latencyUs: MetricsRecorder.micros(took), member: "\(iterationContext.traceID) \(worker) \(j) \(i) \(Int64(clock.serverMs(at: began) ?? 0))")
-            telemetry.count("j4_iterations_total", [("outcome", ok ? "ok" : "failed")])
-            telemetry.time("j4_iteration_duration_seconds", nanoseconds: Telemetry.nanos(took))
+            telemetry.iteration(ok: ok, took: took)
             i += 1
         }
     }

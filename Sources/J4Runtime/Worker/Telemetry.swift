@@ -18,15 +18,37 @@ import Synchronization
 /// | `j4_leases_acquired_total`, `j4_leases_lost_total`, `j4_leases_shed_total` | counter | run, scenario |
 /// | `j4_claim_duration_seconds` | histogram | run, scenario |
 /// | `j4_schedule_lag_seconds` | histogram | run, scenario: how late iterations start after their intended time |
-/// | `j4_redis_errors_total`, `j4_redis_connects_total` | counter | client (connection name) |
+/// | `j4_redis_errors_total`, `j4_redis_connects_total`, `j4_redis_commands_total` | counter | client (connection name) |
 public final class Telemetry: Sendable {
     let base: [(String, String)]
     let counters = Mutex<[String: Counter]>([:])
     let timers = Mutex<[String: Metrics.Timer]>([:])
     let gauges = Mutex<[String: Gauge]>([:])
 
+    /// The per-iteration handles, made once: the hot path does no lookup.
+    let iterationsOK: Counter
+    let iterationsFailed: Counter
+    let iterationsDropped: Counter
+    let iterationDuration: Metrics.Timer
+    let scheduleLag: Metrics.Timer
+
     /// Metrics of `run` running `scenario`.
-    public init(run: String, scenario: String) { base = [("run", run), ("scenario", scenario)] }
+    public init(run: String, scenario: String) {
+        let base = [("run", run), ("scenario", scenario)]
+        self.base = base
+        func outcome(_ o: String) -> Counter { Counter(label: "j4_iterations_total", dimensions: base + [("outcome", o)]) }
+        iterationsOK = outcome("ok")
+        iterationsFailed = outcome("failed")
+        iterationsDropped = outcome("dropped")
+        iterationDuration = Metrics.Timer(label: "j4_iteration_duration_seconds", dimensions: base, preferredDisplayUnit: .seconds)
+        scheduleLag = Metrics.Timer(label: "j4_schedule_lag_seconds", dimensions: base, preferredDisplayUnit: .seconds)
+    }
+
+    /// One finished iteration.
+    func iteration(ok: Bool, took: Duration) {
+        (ok ? iterationsOK : iterationsFailed).increment()
+        iterationDuration.recordNanoseconds(max(0, Telemetry.nanos(took)))
+    }
 
     static func key(_ label: String, _ extra: [(String, String)]) -> String {
         extra.isEmpty ? label : label + "|" + extra.map { $0.0 + "=" + $0.1 }.joined(separator: "|")
@@ -69,6 +91,9 @@ public final class Telemetry: Sendable {
 
     /// Drops this run's series from the metrics backend (a long-lived worker serves many runs).
     public func close() {
+        for c in [iterationsOK, iterationsFailed, iterationsDropped] { c.destroy() }
+        iterationDuration.destroy()
+        scheduleLag.destroy()
         for c in counters.withLock({ c in defer { c = [:] }; return Array(c.values) }) { c.destroy() }
         for t in timers.withLock({ t in defer { t = [:] }; return Array(t.values) }) { t.destroy() }
         for g in gauges.withLock({ g in defer { g = [:] }; return Array(g.values) }) { g.destroy() }

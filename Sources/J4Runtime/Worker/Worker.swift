@@ -23,9 +23,11 @@ public final class Worker: Sendable {
         var discovery: Task<Void, Never>?
     }
     let state = Mutex(State())
+    /// Set by an announcement of a run not joined yet.
+    let discoverNow = Atomic<Bool>(false)
 
     /// A worker with its own connections to `endpoint`.
-    public init(id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .milliseconds(500)) {
+    public init(id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5)) {
         self.id = id
         self.catalog = catalog
         self.connections = WorkerConnections(endpoint: endpoint, worker: id)
@@ -81,7 +83,11 @@ public final class Worker: Sendable {
     func signal(_ text: String) {
         let parts = text.split(separator: " ")
         guard parts.count == 3, let state = RunState(rawValue: String(parts[1])), let stopTick = Int64(parts[2]) else { return }
-        guard let rw = self.state.withLock({ $0.runs[String(parts[0])]?.0 }) else { return }
+        guard let rw = self.state.withLock({ $0.runs[String(parts[0])]?.0 }) else {
+            // A run this worker does not know yet (submit announces new runs): look now.
+            if state.isLive { discoverNow.store(true, ordering: .relaxed) }
+            return
+        }
         rw.signal(state: state, stopTick: stopTick)
     }
 
@@ -95,7 +101,11 @@ public final class Worker: Sendable {
             } catch {
                 logger.warning("cannot list active runs", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: discoveryInterval)
+            // New runs are announced on the signals channel; the slow poll is for a missed message.
+            let since = ContinuousClock.now
+            while !Task.isCancelled, since.duration(to: .now) < discoveryInterval, !discoverNow.exchange(false, ordering: .relaxed) {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
         }
     }
 

@@ -1,0 +1,102 @@
+# Shared by the scripts in scripts/bench/: tool installation, nginx, Redis, j4 and CPU time.
+# Sourced, not run. Every server listens on 127.0.0.1 only; every load is bounded in time.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+J4_ROOT=$PWD
+
+# Installs what the comparison needs (Debian packages and Locust from PyPI), once.
+bench_install() {
+  bash scripts/setup.sh
+  local missing=()
+  for pair in nginx:nginx wrk:wrk hey:hey h2load:nghttp2-client ab:apache2-utils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! command -v locust >/dev/null 2>&1; then
+    python3 -m pip install -q locust >/dev/null
+  fi
+}
+
+# Builds j4 in release mode unless J4_BIN names one; sets J4_BIN.
+bench_build() {
+  if [ -z "${J4_BIN:-}" ]; then
+    swift build -c release --product j4 >&2
+    J4_BIN=$J4_ROOT/.build/release/j4
+  fi
+}
+
+BENCH_WORK=$(mktemp -d)
+bench_cleanup() {
+  local pids; pids=$(jobs -p)
+  [ -n "$pids" ] && kill $pids 2>/dev/null || true
+  [ -f "$BENCH_WORK/nginx.pid" ] && kill "$(cat "$BENCH_WORK/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$BENCH_WORK"
+}
+trap bench_cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts nginx (one worker process, on core $1, default 1) on a free loopback port; sets
+# NGINX_URL. GET / answers "ok" with no logging; GET /count/... is logged, one line per
+# request, in $BENCH_WORK/count.log, so a count is taken at the server.
+bench_nginx() {
+  local core=${1:-1} port; port=$(free_port)
+  mkdir -p "$BENCH_WORK/nginx"
+  cat > "$BENCH_WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon on;
+user root;
+pid $BENCH_WORK/nginx.pid;
+error_log $BENCH_WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $BENCH_WORK/nginx; proxy_temp_path $BENCH_WORK/nginx;
+  fastcgi_temp_path $BENCH_WORK/nginx; uwsgi_temp_path $BENCH_WORK/nginx; scgi_temp_path $BENCH_WORK/nginx;
+  server {
+    listen 127.0.0.1:$port;
+    location / { default_type text/plain; return 200 "ok\n"; }
+    location /count/ { access_log $BENCH_WORK/count.log; default_type text/plain; return 200 "ok\n"; }
+  }
+  server {
+    listen 127.0.0.1:$((port + 1)) http2;
+    location / { default_type text/plain; return 200 "ok\n"; }
+  }
+}
+NGINX
+  taskset -c "$core" /usr/sbin/nginx -c "$BENCH_WORK/nginx.conf" -p "$BENCH_WORK/nginx" 2>"$BENCH_WORK/nginx/start.err"
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+  NGINX_URL="http://127.0.0.1:$port"
+  NGINX_H2_URL="http://127.0.0.1:$((port + 1))"
+}
+
+# Lines in nginx's count log (requests to /count/...).
+nginx_count() { [ -f "$BENCH_WORK/count.log" ] && wc -l < "$BENCH_WORK/count.log" || echo 0; }
+nginx_count_reset() { : > "$BENCH_WORK/count.log"; kill -USR1 "$(cat "$BENCH_WORK/nginx.pid")"; }
+
+# Starts redis-server on a unix socket in $BENCH_WORK (on core $1, default 1); sets REDIS_URL, REDIS_PID.
+bench_redis() {
+  local core=${1:-1}
+  taskset -c "$core" redis-server --port 0 --unixsocket "$BENCH_WORK/redis.sock" --save "" --appendonly no >/dev/null &
+  REDIS_PID=$!
+  for _ in $(seq 50); do [ -S "$BENCH_WORK/redis.sock" ] && break; sleep 0.1; done
+  REDIS_URL="unix://$BENCH_WORK/redis.sock"
+}
+
+# CPU seconds (user + system) a live process has used so far.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# The median of the numbers on standard input.
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# Waits until a j4 process' log names the run start (or 30 s).
+wait_for_file_text() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Rate precision: 2000 iterations/s for 10 s with 1 and with 4 worker processes (each its own
+# `j4 worker`, one supervisor, one redis-server), counted at nginx (one access-log line per
+# request). Also the Redis calls per worker-second of real workers, from their
+# j4_redis_commands_total metric.
+#
+#   bash scripts/bench/rate.sh [RATE=2000] [SECONDS=10] [WORKER_COUNTS="1 4"]
+source "$(dirname "$0")/lib.sh"
+rate=${1:-2000}
+seconds=${2:-10}
+counts=${3:-"1 4"}
+bench_install
+bench_build
+bench_nginx 1
+
+echo "# rate precision: $rate/s for $seconds s, counted at nginx; $(nproc) cores; j4 $J4_BIN"
+echo "# workers expected at_nginx j4_started j4_dropped redis_calls_per_worker_second"
+for n in $counts; do
+  bench_redis 1
+  "$J4_BIN" supervisor --redis "$REDIS_URL" --log-level error &
+  sup=$!
+  ports=()
+  pids=()
+  for w in $(seq "$n"); do
+    port=$(free_port)
+    "$J4_BIN" worker --redis "$REDIS_URL" --id "rate-$w" --log-level error --metrics-port "$port" &
+    pids+=($!)
+    ports+=("$port")
+  done
+  for port in "${ports[@]}"; do
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+  done
+  cat > "$BENCH_WORK/rate.yaml" <<YAML
+name: rate-$n
+scenario: http
+model: arrival-rate
+start: $rate
+stages: [{ duration: ${seconds}s, target: $rate }]
+shards: 32
+params: { request: { url: "$NGINX_URL/count/$n" } }
+YAML
+  nginx_count_reset
+  commands() {
+    local total=0
+    for port in "${ports[@]}"; do
+      v=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^j4_redis_commands_total/ { s += $2 } END { printf "%d", s }')
+      total=$((total + v))
+    done
+    echo "$total"
+  }
+  run=$("$J4_BIN" submit "$BENCH_WORK/rate.yaml" --redis "$REDIS_URL")
+  # Calls per worker-second while the run holds: from second 2 to second seconds-1.
+  "$J4_BIN" status "$run" --redis "$REDIS_URL" >/dev/null
+  for _ in $(seq 100); do "$J4_BIN" status "$run" --redis "$REDIS_URL" | grep -q running && break; sleep 0.1; done
+  sleep 2
+  c0=$(commands); t0=$(date +%s.%N)
+  sleep $((seconds - 3))
+  c1=$(commands); t1=$(date +%s.%N)
+  "$J4_BIN" wait "$run" --redis "$REDIS_URL" >/dev/null 2>&1 || true
+  sleep 1
+  "$J4_BIN" status "$run" --redis "$REDIS_URL" --json > "$BENCH_WORK/status.json" 2>/dev/null || true
+  read -r started dropped < <(python3 -c "import json; d=json.load(open('$BENCH_WORK/status.json')); s=d.get('summary', d); print(s.get('started'), s.get('dropped'))" 2>/dev/null || echo "? ?")
+  per=$(awk -v c="$((c1 - c0))" -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.2f", c / (b - a) / n }')
+  echo "$n $((rate * seconds)) $(nginx_count) $started $dropped $per"
+  kill -TERM "${pids[@]}" "$sup" 2>/dev/null || true
+  wait "${pids[@]}" "$sup" 2>/dev/null || true
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  rm -f "$BENCH_WORK/redis.sock"
+done

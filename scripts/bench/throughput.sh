@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Throughput next to wrk, hey, h2load, ab and Locust: every generator on core 0, nginx (one
+# worker) on core 1, the same number of keep-alive connections, interleaved repetitions,
+# medians. Prints requests per second and requests per generator CPU-second (user + system
+# time of the generator process, from /usr/bin/time).
+#
+#   bash scripts/bench/throughput.sh [SECONDS=10] [REPETITIONS=3] [CONNECTIONS=50]
+#   J4_BIN=path/to/j4 bash scripts/bench/throughput.sh      # a j4 you built yourself
+#   TOOLS="j4-vus wrk" bash scripts/bench/throughput.sh     # a subset
+source "$(dirname "$0")/lib.sh"
+seconds=${1:-10}
+reps=${2:-3}
+conns=${3:-50}
+tools=${TOOLS:-"j4-vus j4-rate wrk hey h2load ab locust-fast"}
+bench_install
+bench_build
+bench_nginx 1
+bench_redis 1
+url="$NGINX_URL/"
+
+cat > "$BENCH_WORK/vus.yaml" <<YAML
+name: throughput-vus
+scenario: http
+model: vus
+start: $conns
+stages: [{ duration: ${seconds}s, target: $conns }]
+shards: $conns
+params: { request: { url: "$url" } }
+YAML
+# A rate no single core reaches: iterations beyond maxInFlight in flight are dropped.
+cat > "$BENCH_WORK/rate.yaml" <<YAML
+name: throughput-rate
+scenario: http
+model: arrival-rate
+start: 200000
+stages: [{ duration: ${seconds}s, target: 200000 }]
+shards: 64
+maxInFlight: $conns
+params: { request: { url: "$url" } }
+YAML
+cat > "$BENCH_WORK/locustfile.py" <<'PY'
+from locust import FastHttpUser, constant, task
+class Tight(FastHttpUser):
+    wait_time = constant(0)
+    @task
+    def get(self):
+        self.client.get("/")
+PY
+
+# Runs one tool on core 0; prints "requests cpu_seconds".
+measure() {
+  local tool=$1 out="$BENCH_WORK/out.txt" t="$BENCH_WORK/time.txt" n
+  case $tool in
+    j4-vus|j4-rate)
+      local def=$BENCH_WORK/${tool#j4-}.yaml
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_BIN" run "$def" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
+      n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'])") ;;
+    wrk)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" wrk -t1 -c"$conns" -d"${seconds}s" "$url" > "$out" 2>&1
+      n=$(awk '/requests in/ {print $1}' "$out") ;;
+    hey)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" hey -z "${seconds}s" -c "$conns" "$url" > "$out" 2>&1
+      n=$(awk '/\[200\]/ {print $2}' "$out") ;;
+    h2load)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" h2load --h1 -c "$conns" -D "$seconds" "$url" > "$out" 2>&1
+      n=$(awk '/^status codes:/ {print $3}' "$out") ;;
+    ab)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" ab -k -q -c "$conns" -t "$seconds" -n 100000000 "$url" > "$out" 2>&1 || true
+      n=$(awk '/^Complete requests:/ {print $3}' "$out") ;;
+    locust-fast)
+      (cd "$BENCH_WORK" && taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" locust -f locustfile.py --headless -u "$conns" -r "$conns" \
+        -t "${seconds}s" --host "$NGINX_URL" --only-summary --csv "$BENCH_WORK/locust" > "$out" 2>&1) || true
+      n=$(awk -F, '$2 == "Aggregated" {print $3}' "$BENCH_WORK/locust_stats.csv") ;;
+  esac
+  echo "${n:-0} $(awk '{print $1 + $2}' "$t")"
+}
+
+echo "# throughput: $seconds s per measurement, $reps repetitions, $conns connections, nginx 1 worker on core 1, generator on core 0"
+echo "# $(nproc) cores, $(uname -r), j4 $J4_BIN"
+echo "# rep tool requests req_per_s cpu_s req_per_cpu_s"
+for rep in $(seq "$reps"); do
+  for tool in $tools; do
+    read -r n cpu < <(measure "$tool")
+    rps=$(awk -v n="$n" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+    per=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+    echo "$rep $tool $n $rps $cpu $per" | tee -a "$BENCH_WORK/results.txt"
+  done
+done
+echo "# medians"
+printf "%-12s %12s %16s\n" tool "req/s" "req/CPU-second"
+for tool in $tools; do
+  rps=$(awk -v t="$tool" '$2 == t {print $4}' "$BENCH_WORK/results.txt" | median)
+  per=$(awk -v t="$tool" '$2 == t {print $6}' "$BENCH_WORK/results.txt" | median)
+  printf "%-12s %12s %16s\n" "$tool" "$rps" "$per"
+done
