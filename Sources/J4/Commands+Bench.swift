@@ -63,6 +63,7 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
                 let name = "sim-\(w)"
                 let c = pool[w % pool.count]
                 var held: [(Int, String)] = []
+                var cap = 1
                 var startMs: Int64?
                 var seq: Int64 = 0
                 var lastLease = ContinuousClock.now - .seconds(10)
@@ -74,12 +75,19 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
                     do {
                         if lastLease.duration(to: .now) >= .seconds(1) {
                             lastLease = .now
-                            let reply = try await recorder.timed(held.count < 2 ? "acquire" : "renew") {
-                                held.count < 2
+                            let reply = try await recorder.timed(held.count < cap ? "acquire" : "renew") {
+                                held.count < cap
                                     ? try await client.acquire(c, worker: name, nonce: "b", take: true, held: held)
                                     : try await client.renew(c, worker: name, held: held)
                             }
-                            held = reply.held.map { ($0.key, $0.value.token) }
+                            held = reply.held.map { ($0.key, $0.value.token) }.sorted { $0.0 < $1.0 }
+                            cap = reply.cap
+                            // Shed down to the fair share, as a worker does.
+                            if held.count > cap {
+                                let extra = Array(held.suffix(held.count - cap))
+                                _ = try await recorder.timed("release") { try await client.release(c, worker: name, reason: "shed", shards: extra) }
+                                held.removeLast(extra.count)
+                            }
                             startMs = startMs ?? reply.startMs
                             if !reply.state.isLive { break }
                         }
@@ -88,7 +96,8 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
                             let tick = (nowMs - start) / 1000
                             if tick >= 0, tick > nextTick {
                                 nextTick = tick
-                                _ = try await recorder.timed("claim") { try await client.claim(c, worker: name, tick: tick, shards: held) }
+                                let claim = try await recorder.timed("claim") { try await client.claim(c, worker: name, tick: tick, shards: held) }
+                                cap = claim.cap ?? cap
                                 seq += 1
                                 let fields: [(String, Int64)] = [("started", 100), ("ok", 100), ("t:\(tick):s", 100), ("lat:120", 60), ("lat:130", 40), ("lat_sum_us", 12_000), ("max:lat", 300), ("max:w:" + name, 1)]
                                 _ = try await recorder.timed("flush") { try await client.flush(c, worker: name, seq: seq, second: nowMs / 1000, fields: fields) }
@@ -103,16 +112,27 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
         }
 
         try await Task.sleep(for: .seconds(warmup))
-        func stats() async throws -> (cpu: Double, calls: Int64) {
+        func stats() async throws -> (cpu: Double, calls: Int64, evalshaCalls: Double, evalshaUsec: Double) {
             let text = try await control.send(["INFO", "all"]).string ?? ""
             var calls: Int64 = 0
-            for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("total_commands_processed:") { calls = Int64(line.dropFirst(25)) ?? 0 }
+            var evalsha = (calls: 0.0, usec: 0.0)
+            for line in text.split(whereSeparator: \.isNewline) {
+                if line.hasPrefix("total_commands_processed:") { calls = Int64(line.dropFirst(25)) ?? 0 }
+                // cmdstat_evalsha:calls=N,usec=N,usec_per_call=N,...
+                if line.hasPrefix("cmdstat_evalsha:") {
+                    for part in line.dropFirst(16).split(separator: ",") {
+                        let kv = part.split(separator: "=")
+                        if kv.count == 2, kv[0] == "calls" { evalsha.calls = Double(kv[1]) ?? 0 }
+                        if kv.count == 2, kv[0] == "usec" { evalsha.usec = Double(kv[1]) ?? 0 }
+                    }
+                }
+            }
             var cpu = 0.0
             if let pid = redisPID, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) {
                 let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
                 if fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) { cpu = (u + s) / Double(sysconf(Int32(_SC_CLK_TCK))) }
             }
-            return (cpu, calls)
+            return (cpu, calls, evalsha.calls, evalsha.usec)
         }
         let before = try await stats()
         let began = ContinuousClock.now
@@ -131,13 +151,17 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
             let s = values.sorted()
             return s.isEmpty ? .nan : s[min(s.count - 1, Int((Double(s.count) * p).rounded(.up)) - 1)]
         }
-        let calls = Double(after.calls - before.calls) - 2  // the two INFO calls
+        // Commands run inside scripts count in total_commands_processed too: count the calls here.
+        let calls = Double(recorder.calls.load(ordering: .relaxed))
+        let commands = Double(after.calls - before.calls) - 2  // the two INFO calls
         print("workers \(workers) runs \(runs) seconds \(String(format: "%.1f", elapsed)) connections \(connections)")
         print(String(format: "redis_cpu %.1f%% of a core", 100 * (after.cpu - before.cpu) / elapsed))
-        print(String(format: "redis_calls_per_s %.0f", calls / elapsed))
-        print(String(format: "redis_calls_per_worker_second %.2f (simulated workers and one supervisor)", calls / elapsed / Double(workers)))
+        print(String(format: "redis_calls_per_s %.0f from the simulated workers (%.0f commands per second in Redis, those inside scripts included)", calls / elapsed, commands / elapsed))
+        print(String(format: "redis_calls_per_worker_second %.2f", calls / elapsed / Double(workers)))
+        let scripts = after.evalshaCalls - before.evalshaCalls
+        print(String(format: "redis_time_per_script_call %.3f ms (EVALSHA, in Redis, all scripts)", scripts > 0 ? (after.evalshaUsec - before.evalshaUsec) / scripts / 1000 : .nan))
         let all = recorder.latencies.withLock { $0 }
-        for script in ["acquire", "renew", "claim", "flush"] {
+        for script in ["acquire", "renew", "claim", "flush", "release"] {
             let v = all[script] ?? []
             print(String(format: "%@ calls %d p50 %.3f ms p99 %.3f ms (sent to reply, on a shared connection)", script, v.count, percentile(v, 0.5), percentile(v, 0.99)))
         }
@@ -150,11 +174,14 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
 final class LatencyRecorder: Sendable {
     let latencies = Mutex<[String: [Double]]>([:])
     let measuring = Atomic<Bool>(false)
+    /// Calls made while measuring.
+    let calls = Atomic<Int64>(0)
 
     func timed<T>(_ script: String, _ body: () async throws -> T) async throws -> T {
         let began = ContinuousClock.now
         let value = try await body()
         if measuring.load(ordering: .relaxed) {
+            calls.add(1, ordering: .relaxed)
             let (s, atto) = began.duration(to: .now).components
             let ms = Double(s) * 1000 + Double(atto) / 1e15
             latencies.withLock { $0[script, default: []].append(ms) }

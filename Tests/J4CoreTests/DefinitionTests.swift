@@ -94,7 +94,7 @@ struct DocumentationTests {
 
     @Test("the Grafana dashboard is JSON and queries only metrics J4 exports")
     func dashboard() throws {
-        let data = try Data(contentsOf: Self.root.appendingPathComponent("deploy/grafana/j4-dashboard.json"))
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("deploy/k8s/base/grafana/j4-dashboard.json"))
         let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let telemetry = try String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Worker/Telemetry.swift"), encoding: .utf8)
             + String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Supervisor/Supervisor.swift"), encoding: .utf8)

@@ -23,7 +23,7 @@ for n in $counts; do
   pids=()
   for w in $(seq "$n"); do
     port=$(free_port)
-    "$J4_BIN" worker --redis "$REDIS_URL" --id "rate-$w" --log-level error --metrics-port "$port" &
+    "$J4_BIN" worker --redis "$REDIS_URL" --id "rate-$w" --log-level info --metrics-port "$port" > /dev/null 2> "$BENCH_WORK/worker-$w.log" &
     pids+=($!)
     ports+=("$port")
   done
@@ -62,6 +62,10 @@ YAML
   read -r started dropped < <(python3 -c "import json; d=json.load(open('$BENCH_WORK/status.json')); s=d.get('summary', d); print(s.get('started'), s.get('dropped'))" 2>/dev/null || echo "? ?")
   per=$(awk -v c="$((c1 - c0))" -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.2f", c / (b - a) / n }')
   echo "$n $((rate * seconds)) $(nginx_count) $started $dropped $per"
+  # Where any drops were, per tick (t:<n>:d in the run's ticks hash).
+  redis-cli -s "$BENCH_WORK/redis.sock" HGETALL "j4:{r:$run}:ticks" | paste - - | awk '$1 ~ /:d$/ && $2 > 0 { printf "#   dropped in tick %s: %s\n", $1, $2 }'
+  grep -h "dropped iterations" "$BENCH_WORK"/worker-*.log | sed 's/^/#   /' || true
+
   kill -TERM "${pids[@]}" "$sup" 2>/dev/null || true
   wait "${pids[@]}" "$sup" 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true

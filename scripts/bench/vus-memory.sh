@@ -15,9 +15,10 @@ for n in $counts; do
   bench_redis 1
   "$J4_BIN" supervisor --redis "$REDIS_URL" --log-level error &
   sup=$!
-  "$J4_BIN" worker --redis "$REDIS_URL" --id "mem" --log-level error &
+  port=$(free_port)
+  "$J4_BIN" worker --redis "$REDIS_URL" --id "mem" --log-level error --metrics-port "$port" > /dev/null &
   worker=$!
-  sleep 2
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
   before=$(awk '/VmRSS/ {print $2}' "/proc/$worker/status")
   cat > "$BENCH_WORK/vus.yaml" <<YAML
 name: idle-vus-$n
@@ -35,7 +36,7 @@ YAML
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$worker/status")
     [ "$rss" -gt "$peak" ] && peak=$rss
   done
-  running=$("$J4_BIN" status "$run" --redis "$REDIS_URL" --json | python3 -c "import json,sys; d=json.load(sys.stdin); print(d.get('vus', d.get('summary', {}).get('vus', '?')))" 2>/dev/null || echo "?")
+  running=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^j4_vus\{/ { printf "%d", $2 }')
   per=$(awk -v a="$before" -v b="$peak" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
   echo "$n $before $peak $per $running"
   "$J4_BIN" abort "$run" --redis "$REDIS_URL" >/dev/null 2>&1 || true

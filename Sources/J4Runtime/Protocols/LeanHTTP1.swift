@@ -107,7 +107,10 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
     private var keepAlive = true
     private var isHead = false
     private var deadline = NIODeadline.distantFuture
-    private var timer: RepeatedTask?
+    /// At most one timer per connection, armed while a request is outstanding: it fires at
+    /// the deadline it was armed for and re-arms for a later one, so a busy keep-alive
+    /// connection costs about one timer event per timeout, and an idle one none.
+    private var timer: Scheduled<Void>?
     /// The most a response head may take.
     static let maxHead = 64 * 1024
 
@@ -115,13 +118,19 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        // One timer per connection, not one per request: it checks the current deadline.
-        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] _ in
-            guard let self, self.pending != nil, NIODeadline.now() >= self.deadline else { return }
-            self.fail(LeanHTTPError(errorClass: "timeout", message: "no complete response within the timeout"), close: true)
+    private func armTimer(_ context: ChannelHandlerContext) {
+        guard timer == nil else { return }
+        timer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.timerFired() }
+    }
+
+    private func timerFired() {
+        timer = nil
+        guard pending != nil, let context else { return }
+        if NIODeadline.now() >= deadline {
+            fail(LeanHTTPError(errorClass: "timeout", message: "no complete response within the timeout"), close: true)
+        } else {
+            armTimer(context)
         }
-        context.fireChannelActive()
     }
 
     func start(_ request: ByteBuffer, head: Bool, timeout: TimeAmount, _ continuation: UnsafeContinuation<Int, any Error>) {
@@ -134,6 +143,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         isHead = head
         keepAlive = true
         deadline = .now() + timeout
+        armTimer(context)
         context.writeAndFlush(NIOAny(request), promise: nil)
     }
 
@@ -141,8 +151,9 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         let p = pending
         pending = nil
         phase = .idle
-        p?.resume(throwing: error)
+        // Closed before the caller resumes, so its next request sees the connection gone.
         if close { context?.close(promise: nil) }
+        p?.resume(throwing: error)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

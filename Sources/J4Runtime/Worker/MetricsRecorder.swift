@@ -68,11 +68,18 @@ public final class MetricsRecorder: Sendable {
         }
     }
 
-    /// Takes everything recorded so far, as flush fields per second, oldest first.
-    public func drain() -> [(second: Int64, fields: [(String, Int64)])] {
-        let taken = seconds.withLock { all in
-            defer { all.removeAll() }
-            return all
+    /// Takes what was recorded for seconds before `before` (everything when nil), as flush
+    /// fields per second, oldest first. A worker leaves the current second for its next flush,
+    /// so that it flushes once per second, not twice (one Redis call less per second).
+    public func drain(before: Int64? = nil) -> [(second: Int64, fields: [(String, Int64)])] {
+        let taken = seconds.withLock { all -> [Int64: Second] in
+            guard let before else {
+                defer { all.removeAll() }
+                return all
+            }
+            var out: [Int64: Second] = [:]
+            for key in all.keys where key < before { out[key] = all.removeValue(forKey: key) }
+            return out
         }
         var out = drainSeconds(taken)
         // The slowest iterations ride with the first second's fields; with none, they wait.

@@ -556,6 +556,7 @@ final class RunWorker: Sendable {
         var schedule = TickSchedule(curve: curve, tick: n)
         await withDiscardingTaskGroup { group in
             var dropped: [Int64: Int64] = [:]  // second → count
+            var why: [String: Int64] = [:]  // reason → count, for the log
             var g = range.lowerBound
             while g < range.upperBound {
                 defer { g += 1 }
@@ -563,7 +564,11 @@ final class RunWorker: Sendable {
                 guard shards.contains(shard) else { continue }
                 let intendedMs = startMs + schedule.startMs(ofIteration: g)
                 let second = Int64(intendedMs / 1000)
-                guard let at = clock.instant(forServerMs: intendedMs) else { dropped[second, default: 0] += 1; continue }
+                guard let at = clock.instant(forServerMs: intendedMs) else {
+                    dropped[second, default: 0] += 1
+                    why["no clock", default: 0] += 1
+                    continue
+                }
                 if at > .now + .microseconds(500) {
                     do { try await RunWorker.sleep(until: at) } catch {}
                 }
@@ -571,17 +576,22 @@ final class RunWorker: Sendable {
                 // Late is dropped, not bunched: an iteration more than the tolerance behind its
                 // intended start (a takeover mid-tick, a stalled process) is counted as dropped.
                 let late = at.duration(to: now) > lateTolerance
-                let verdict = !late && state.withLock { s -> Bool in
-                    guard !s.aborted, !Task.isCancelled, n < s.stopTick, !(s.leaving && n > s.leaveTick), now < end,
-                          let lease = s.leases[shard], lease.handedOff || lease.validUntil > now, s.inFlight < definition.maxInFlight
-                    else { return false }
+                let refusal: String? = late ? "late" : state.withLock { s -> String? in
+                    if s.aborted || Task.isCancelled { return "aborted" }
+                    if n >= s.stopTick || (s.leaving && n > s.leaveTick) || now >= end { return "tick over" }
+                    guard let lease = s.leases[shard], lease.handedOff || lease.validUntil > now else { return "lease" }
+                    if s.inFlight >= definition.maxInFlight { return "maxInFlight" }
                     s.inFlight += 1
-                    return true
+                    return nil
                 }
-                guard verdict else { dropped[second, default: 0] += 1; continue }
+                if let refusal {
+                    dropped[second, default: 0] += 1
+                    why[refusal, default: 0] += 1
+                    continue
+                }
                 metrics.add("started", second: second)
                 metrics.add(tickStarted, second: second)
-                telemetry.scheduleLag.recordNanoseconds(Telemetry.nanos(at.duration(to: now)))
+                telemetry.scheduleLag.recordNanoseconds(max(0, Telemetry.nanos(at.duration(to: now))))  // may start up to 0.5 ms early; a negative duration breaks the Prometheus histogram
                 let iteration = g
                 group.addTask { [self] in
                     var ok = true
@@ -608,6 +618,9 @@ final class RunWorker: Sendable {
                     state.withLock { $0.inFlight -= 1 }
                 }
             }
+            if !why.isEmpty {
+                logger.info("dropped iterations", metadata: ["tick": "\(n)", "why": "\(why.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))"])
+            }
             for (second, count) in dropped {
                 metrics.add("dropped", count, second: second)
                 metrics.add(tickDropped, count, second: second)
@@ -627,15 +640,17 @@ final class RunWorker: Sendable {
             for j in wanted where s.vuTasks[j] != nil { s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end) }
         }
         do { try await RunWorker.sleep(until: begin) } catch {}
-        state.withLock { s in
-            guard !s.aborted, !(s.leaving && n > s.leaveTick), n < s.stopTick else { return }
+        let running = state.withLock { s -> Int in
+            guard !s.aborted, !(s.leaving && n > s.leaveTick), n < s.stopTick else { return s.vuTasks.count }
             for j in wanted {
                 s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end)
                 if s.vuTasks[j] == nil {
                     s.vuTasks[j] = Task { await runVU(j) }
                 }
             }
+            return s.vuTasks.count
         }
+        telemetry.gauge("j4_vus", Double(running))
     }
 
     /// One VU of a `vus` run on this worker: set up, loop while the curve wants it and its
@@ -644,7 +659,11 @@ final class RunWorker: Sendable {
         let context = makeContext(vu: j)
         await loopVU(j, context)
         await context.end()
-        _ = state.withLock { $0.vuTasks.removeValue(forKey: j) }
+        let running = state.withLock { s in
+            s.vuTasks.removeValue(forKey: j)
+            return s.vuTasks.count
+        }
+        telemetry.gauge("j4_vus", Double(running))
     }
 
     func loopVU(_ j: Int64, _ context: VUContext) async {
@@ -702,7 +721,7 @@ final class RunWorker: Sendable {
     /// Sends what was recorded, one flush per second of data; a failed flush is retried with
     /// the same sequence number (flush.lua counts it once).
     func flushNow(final: Bool) async {
-        let fresh = metrics.drain()
+        let fresh = metrics.drain(before: final ? nil : clock.serverMs(at: .now).map { Int64($0 / 1000) })
         pendingFlushes.withLock { p in
             for (second, fields) in fresh {
                 let seq = flushSeq.add(1, ordering: .relaxed).newValue

@@ -15,6 +15,7 @@ import Synchronization
 /// | `j4_custom_total` | counter | run, scenario, name |
 /// | `j4_custom_duration_seconds` | histogram | run, scenario, name |
 /// | `j4_leases_held` | gauge | run, scenario |
+/// | `j4_vus` | gauge | run, scenario: VUs running on this worker (`vus` runs) |
 /// | `j4_leases_acquired_total`, `j4_leases_lost_total`, `j4_leases_shed_total` | counter | run, scenario |
 /// | `j4_claim_duration_seconds` | histogram | run, scenario |
 /// | `j4_schedule_lag_seconds` | histogram | run, scenario: how late iterations start after their intended time |

@@ -1,0 +1,143 @@
+import Glibc
+import J4Runtime
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// A TCP server on 127.0.0.1 that answers each request head it reads with the next scripted
+/// reply, written as given (split into single bytes when asked), then closes if told to.
+final class ScriptedServer: Sendable {
+    enum Reply: Sendable {
+        case send(String, close: Bool = false, byteByByte: Bool = false)
+        case silence
+    }
+    struct Seen { var connections = 0; var requests: [String] = [] }
+    /// What the connections share: the replies still to send, and what was seen.
+    final class State: Sendable {
+        let replies: Mutex<[Reply]>
+        let seen = Mutex(Seen())
+        init(_ replies: [Reply]) { self.replies = Mutex(replies) }
+    }
+    let state: State
+    let channel: any Channel
+
+    init(_ replies: [Reply]) async throws {
+        let state = State(replies)
+        self.state = state
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture { try child.pipeline.syncOperations.addHandler(ConnectionHandler(state: state)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    var seen: Seen { state.seen.withLock { $0 } }
+
+    var port: Int { channel.localAddress!.port! }
+
+    func close() async { try? await channel.close() }
+
+    final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let server: State
+        var text = ""
+        init(state: State) { server = state }
+
+        func channelActive(context: ChannelHandlerContext) {
+            server.seen.withLock { $0.connections += 1 }
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            text += String(buffer: unwrapInboundIn(data))
+            while let end = text.range(of: "\r\n\r\n") {
+                let request = String(text[..<end.upperBound])
+                text.removeSubrange(..<end.upperBound)
+                server.seen.withLock { $0.requests.append(request) }
+                let reply = server.replies.withLock { $0.isEmpty ? Reply.silence : $0.removeFirst() }
+                guard case .send(let raw, let close, let byteByByte) = reply else { continue }
+                if byteByByte {
+                    for b in raw.utf8 { context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [b])), promise: nil) }
+                } else {
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: raw)), promise: nil)
+                }
+                if close { context.close(promise: nil) }
+            }
+        }
+    }
+}
+
+/// Sends a plain GET and returns its status, or the class of its error.
+func leanGET(_ c: LeanHTTP1Connection, head: Bool = false, timeout: TimeAmount = .seconds(5)) async -> String {
+    var request = c.buffer(capacity: 64)
+    request.writeString("\(head ? "HEAD" : "GET") / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+    do { return String(try await c.send(request, head: head, timeout: timeout)) } catch let e as LeanHTTPError { return e.errorClass } catch { return "\(error)" }
+}
+
+@Suite("Lean HTTP/1.1 client against a scripted TCP server")
+struct LeanHTTPTests {
+    static let ok5 = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+    @Test("response framings: each request gets its status, and keep-alive connections are reused", arguments: [
+        ("content-length", [ScriptedServer.Reply.send(ok5), .send(ok5)], ["200", "200"], 1),
+        ("chunked, with an extension and a trailer", [.send("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-t: 1\r\n\r\n"), .send(ok5)], ["201", "200"], 1),
+        ("100 Continue before the response", [.send("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"), .send(ok5)], ["204", "200"], 1),
+        ("byte by byte", [.send(ok5, byteByByte: true), .send("HTTP/1.1 404 Not Found\r\ntransfer-encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", byteByByte: true)], ["200", "404"], 1),
+        ("ended by close: the next request opens a new connection", [.send("HTTP/1.1 200 OK\r\n\r\nbody until close", close: true), .send(ok5)], ["200", "200"], 2),
+        ("Connection: close", [.send("HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), .send(ok5)], ["503", "200"], 2),
+        ("HTTP/1.0 closes unless kept alive", [.send("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"), .send("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"), .send(ok5)], ["200", "200", "200"], 2),
+        ("not HTTP", [.send("SSH-2.0-OpenSSH\r\n\r\n"), .send(ok5)], ["bad_response", "200"], 2),
+        ("closed in the middle of the body", [.send("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", close: true), .send(ok5)], ["connection_closed", "200"], 2),
+    ] as [(String, [ScriptedServer.Reply], [String], Int)])
+    func framings(name: String, replies: [ScriptedServer.Reply], expected: [String], connections: Int) async throws {
+        let server = try await ScriptedServer(replies)
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        var got: [String] = []
+        for _ in expected { got.append(await leanGET(c)) }
+        #expect(got == expected, "\(name)")
+        // Counted at the server: one request each, on as many connections as the framing needs.
+        let seen = server.seen
+        #expect(seen.requests.count == expected.count, "\(name)")
+        #expect(seen.connections == connections, "\(name)")
+        c.close()
+        await server.close()
+    }
+
+    @Test("HEAD: the content-length of the body not sent is not waited for")
+    func head() async throws {
+        let server = try await ScriptedServer([.send("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"), .send(Self.ok5)])
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        #expect(await leanGET(c, head: true, timeout: .seconds(2)) == "200")
+        #expect(await leanGET(c) == "200")
+        #expect(server.seen.connections == 1)
+        await server.close()
+    }
+
+    @Test("no answer within the timeout is a timeout; the connection is replaced")
+    func timeout() async throws {
+        let server = try await ScriptedServer([.silence, .send(Self.ok5)])
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        #expect(await leanGET(c, timeout: .milliseconds(300)) == "timeout")
+        #expect(await leanGET(c) == "200")
+        #expect(server.seen.connections == 2)
+        await server.close()
+    }
+
+    @Test("a port nobody listens on is a connect error")
+    func refused() async throws {
+        // A socket bound but not listening holds the port, so no other test's server gets it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        #expect(await leanGET(LeanHTTP1Connection(host: "127.0.0.1", port: port)) == "connect")
+    }
+}
