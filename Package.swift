@@ -185,6 +185,7 @@ let package = Package(
                 "J4Core", "J4Redis", "J4Runtime", "J4TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: settings
         ),

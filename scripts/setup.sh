@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what J4 needs to build and test on Debian/Ubuntu: hiredis, redis-server, pkg-config,
-# curl, openssl and chromium (headless, for the HTML report test).
+# curl, openssl, chromium (headless, for the HTML report test) and, from PyPI,
+# kubernetes-validate (the Kubernetes manifests' schema check; kubectl itself, 1.21 or later
+# for `kubectl kustomize`, is expected on the machine).
 # Idempotent: installs only what is missing. Uses sudo only when not root.
 set -euo pipefail
 
@@ -20,4 +22,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate (pip)" >&2
+  python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages kubernetes-validate >/dev/null
+fi
+command -v kubectl >/dev/null 2>&1 || { echo "setup: kubectl (1.21 or later, for kubectl kustomize) is not on PATH; the deploy/k8s tests need it" >&2; exit 3; }
 command -v swift >/dev/null 2>&1 || { echo "setup: swift (6.0 or later) is not on PATH; install a Swift toolchain first" >&2; exit 3; }

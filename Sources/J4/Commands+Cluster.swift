@@ -178,7 +178,7 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: "SIGTERM or SIGINT: stop claiming, finish the current tick, release every lease, flush metrics, exit.")
 
     @OptionGroup var redisOptions: RedisOptions
-    @Option(name: .long, help: "Worker id (default: host name, pid and a boot nonce; $J4_WORKER_ID).") var id: String?
+    @Option(name: .long, help: "Worker id (default: $J4_WORKER_ID; else $J4_POD_NAME or host name and pid, plus a boot nonce).") var id: String?
     @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).") var caFile: String?
     @OptionGroup var metricsOptions: MetricsOptions
 
@@ -187,9 +187,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
         let endpoint = try redisOptions.endpoint()
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
-        let metricsEndpoint = try await metricsOptions.start()
-        defer { Task { await metricsEndpoint?.close() } }
         let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger)
+        let metricsEndpoint = try await metricsOptions.start(ready: { worker.isConnected })
+        defer { Task { await metricsEndpoint?.close() } }
         let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
             logger.info("signal received: leaving gracefully", metadata: ["signal": "\(sig)"])
             worker.leave()
@@ -208,15 +208,15 @@ struct SupervisorCommand: AsyncParsableCommand {
         abstract: "Run a supervisor: publishes every active run's target curve ahead of time; one leads, others stand by.")
 
     @OptionGroup var redisOptions: RedisOptions
-    @Option(name: .long, help: "Supervisor id (default: host name and pid).") var id: String?
+    @Option(name: .long, help: "Supervisor id (default: $J4_POD_NAME, or host name and pid).") var id: String?
     @OptionGroup var metricsOptions: MetricsOptions
 
     func run() async throws {
         let logger = try redisOptions.logger("j4.supervisor")
-        let metricsEndpoint = try await metricsOptions.start()
-        defer { Task { await metricsEndpoint?.close() } }
-        let id = self.id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let id = self.id ?? ProcessInfo.processInfo.environment["J4_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger)
+        let metricsEndpoint = try await metricsOptions.start(ready: { supervisor.isConnected })
+        defer { Task { await metricsEndpoint?.close() } }
         let trap = SignalTrap([SIGTERM, SIGINT]) { _ in supervisor.resign() }
         await supervisor.run()
         trap.cancel()

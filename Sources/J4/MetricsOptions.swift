@@ -6,7 +6,7 @@ import Prometheus
 import Synchronization
 
 /// `--metrics-port` and `--metrics-host`: Prometheus metrics of this process on
-/// `http://HOST:PORT/metrics` (and `/healthz`).
+/// `http://HOST:PORT/metrics`, with `/healthz` and `/readyz` for Kubernetes' probes.
 struct MetricsOptions: ParsableArguments {
     @Option(name: .long, help: "Serve Prometheus metrics on this port at /metrics (0: a free one, printed on stderr).")
     var metricsPort: Int?
@@ -20,8 +20,10 @@ struct MetricsOptions: ParsableArguments {
         }
     }
 
-    /// Bootstraps swift-metrics with Prometheus and serves it, when `--metrics-port` is given.
-    func start() async throws -> MetricsEndpoint? {
+    /// Bootstraps swift-metrics with Prometheus and serves it, when `--metrics-port` is given,
+    /// with `/healthz` (the process answers: liveness) and `/readyz` (200 while `ready()`
+    /// says so, 503 otherwise: readiness).
+    func start(ready: @escaping @Sendable () -> Bool = { true }) async throws -> MetricsEndpoint? {
         guard let metricsPort else { return nil }
         let registry = MetricsOptions.bootstrap()
         let endpoint: MetricsEndpoint
@@ -30,7 +32,8 @@ struct MetricsOptions: ParsableArguments {
                 switch path {
                 case "/metrics": return (200, "text/plain; version=0.0.4", registry.emitToString())
                 case "/healthz": return (200, "text/plain", "ok\n")
-                default: return (404, "text/plain", "GET /metrics or /healthz\n")
+                case "/readyz": return ready() ? (200, "text/plain", "ready\n") : (503, "text/plain", "not connected to Redis\n")
+                default: return (404, "text/plain", "GET /metrics, /healthz or /readyz\n")
                 }
             }
         } catch {

@@ -88,11 +88,16 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         self.database = database
     }
 
-    /// The endpoint from `J4_REDIS_URL`, or the default; a password from `J4_REDIS_PASSWORD` fills in a URL without one.
+    /// The endpoint from `J4_REDIS_URL`, or the default; a user from `J4_REDIS_USER` and a
+    /// password from `J4_REDIS_PASSWORD` fill in a URL without them (Kubernetes secrets as
+    /// environment variables, never in the URL).
     public static func fromEnvironment(_ url: String? = nil) throws(RedisError) -> RedisEndpoint {
         let env = ProcessInfo.processInfo.environment
         var endpoint = try RedisEndpoint(url: url ?? env["J4_REDIS_URL"] ?? defaultURL)
-        if endpoint.password == nil, let pw = env["J4_REDIS_PASSWORD"], !pw.isEmpty { endpoint.password = pw }
+        if endpoint.password == nil, let pw = env["J4_REDIS_PASSWORD"], !pw.isEmpty {
+            endpoint.password = pw
+            if endpoint.user == nil, let user = env["J4_REDIS_USER"], !user.isEmpty { endpoint.user = user }
+        }
         return endpoint
     }
 

@@ -48,13 +48,16 @@ public enum J4Binary {
 }
 
 extension J4Binary {
-    /// Starts a server (`j4 sink`, an example's server) that prints `listening on
-    /// http(s)://127.0.0.1:PORT`, and returns it with that port once the line is out.
-    public static func startListening(_ arguments: [String], binary: String? = nil) async throws -> (ChildProcess, Int) {
-        let child = try start(arguments, binary: binary)
-        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains("listening on http") }),
-              let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-              let port = Int(text[range].split(separator: ":").last ?? "")
+    /// Starts a server (`j4 sink`, an example's server, a process with `--metrics-port 0`)
+    /// that prints `<marker>HOST:PORT`, and returns it with that port once the line is out.
+    public static func startListening(
+        _ arguments: [String], environment: [String: String] = [:], binary: String? = nil, marker: String = "listening on http"
+    ) async throws -> (ChildProcess, Int) {
+        let child = try start(arguments, environment: environment, binary: binary)
+        guard let text = await child.output.wait(timeout: .seconds(20), until: { $0.contains(marker) }),
+              let at = text.range(of: marker),
+              let range = text[at.upperBound...].range(of: #"[0-9a-z.\[\]]+:(\d+)"#, options: .regularExpression),
+              let port = Int(text[at.upperBound...][range].split(separator: ":").last ?? "")
         else {
             child.send(SIGKILL)
             throw TestSupportError(description: "\(binary ?? path) \(arguments.joined(separator: " ")) did not start: \(child.output.tail())")

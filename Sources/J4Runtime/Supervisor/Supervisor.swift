@@ -23,6 +23,9 @@ public final class Supervisor: Sendable {
     /// every cycle), its scales, and the curve they make.
     let curves = Mutex<[String: (String, RunDefinition, [Curve.Scale], Curve)]>([:])
     let stopping = Atomic<Bool>(false)
+    let reachable = Atomic<Bool>(false)
+    /// True once a cycle has reached Redis, until one fails to (the readiness probe).
+    public var isConnected: Bool { reachable.load(ordering: .relaxed) }
     /// Prometheus: 1 while leading; the duration of a supervision cycle; active runs.
     let leadingGauge: Gauge
     let cycleTimer: Metrics.Timer
@@ -55,6 +58,7 @@ public final class Supervisor: Sendable {
                     logger.info(nowLeading ? "leading" : "standing by")
                     leading = nowLeading
                 }
+                reachable.store(true, ordering: .relaxed)
                 leadingGauge.record(leading ? 1 : 0)
                 if leading {
                     let began = ContinuousClock.now
@@ -64,6 +68,7 @@ public final class Supervisor: Sendable {
                 }
             } catch {
                 logger.warning("supervision cycle failed", metadata: ["error": "\(error)"])
+                if error is RedisError { reachable.store(false, ordering: .relaxed) }
                 leading = false
             }
             try? await Task.sleep(for: .milliseconds(250))

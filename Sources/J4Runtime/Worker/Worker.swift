@@ -25,6 +25,10 @@ public final class Worker: Sendable {
     let state = Mutex(State())
     /// Set by an announcement of a run not joined yet.
     let discoverNow = Atomic<Bool>(false)
+    let reachable = Atomic<Bool>(false)
+    /// True once the worker has listed the active runs in Redis, until a listing fails (the
+    /// readiness probe: a worker that cannot reach Redis takes no part in any run).
+    public var isConnected: Bool { reachable.load(ordering: .relaxed) }
 
     /// A worker with its own connections to `endpoint`.
     public init(id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5)) {
@@ -39,10 +43,13 @@ public final class Worker: Sendable {
         self.endpoint = endpoint
     }
 
-    /// A worker id from the host name (the pod name in Kubernetes) and a boot nonce.
+    /// A worker id: `$J4_POD_NAME` (Kubernetes' downward API) or the host name and pid, plus
+    /// a boot nonce, so a restarted container is a new worker to the cluster.
     public static func defaultID() -> String {
+        let nonce = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        if let pod = ProcessInfo.processInfo.environment["J4_POD_NAME"], !pod.isEmpty { return "\(pod)-\(nonce)" }
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
-        return "\(host)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        return "\(host)-\(getpid())-\(nonce)"
     }
 
     /// Runs until ``leave()``: discovers runs, takes part in each, and on leaving hands every
@@ -95,10 +102,12 @@ public final class Worker: Sendable {
         while !Task.isCancelled {
             do {
                 let ids = try await RunStore.activeRuns(on: connections.control)
+                reachable.store(true, ordering: .relaxed)
                 for run in ids where state.withLock({ $0.runs[run] == nil && !$0.ignored.contains(run) }) {
                     await join(run)
                 }
             } catch {
+                reachable.store(false, ordering: .relaxed)
                 logger.warning("cannot list active runs", metadata: ["error": "\(error)"])
             }
             // New runs are announced on the signals channel; the slow poll is for a missed message.
