@@ -18,11 +18,20 @@
 -- KEYS[5] claims: j4:{r:ID}:claims:<tick> (shard -> worker|token)
 -- KEYS[6] ticks: j4:{r:ID}:ticks (per-tick accounting: <n>:g, <n>:s, <n>:d)
 -- KEYS[7] workers: j4:{r:ID}:workers (heartbeats)
+-- KEYS[8] events: j4:{r:ID}:events
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2] tick: the tick n to claim
--- ARGV[3...] shard, token: the leases to claim with
+-- ARGV[3] primary: host:port of the primary this runs on, as Sentinel named it ("" without Sentinel)
+-- ARGV[4...] shard, token: the leases to claim with
+--
+-- The failover barrier: Redis replicates asynchronously, so a grant made on a primary that
+-- then failed may be missing on the replica promoted in its place. The run records the
+-- primary it was claimed on (ctl.redis_primary). A claim on another primary sets
+-- ctl.barrier_tick = now_tick + 2 and writes a "failover" event; no tick below the barrier is
+-- granted there. Only the current and the next tick can ever be claimed, so every tick the
+-- old primary could have granted is below the barrier: no (tick, shard) is granted twice.
 -- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, renewed, ..., cap}
---   code: ok | aborted | not_running | not_started | past | early | stopped | no_plan
+--   code: ok | aborted | not_running | not_started | past | early | stopped | no_plan | barrier
 --   a, b: F(n), F(n+1) for arrival-rate; V(n), V(n) for vus (0, 0 unless ok)
 --   status per shard: granted | fenced (lease not the caller's) | taken (granted to another)
 --   renewed per shard: 1 when the lease was extended to now + TTL (only with code ok), else 0
@@ -47,6 +56,20 @@ if n < now_tick then return answer('past') end
 if n > now_tick + 1 then return answer('early') end
 if n >= stop_tick then return answer('stopped') end
 
+local primary = ARGV[3]
+if primary ~= '' then
+  local known = redis.call('HGET', KEYS[1], 'redis_primary')
+  if not known then
+    redis.call('HSET', KEYS[1], 'redis_primary', primary)
+  elseif known ~= primary then
+    local barrier = now_tick + 2
+    redis.call('HSET', KEYS[1], 'redis_primary', primary, 'barrier_tick', barrier)
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', 1000, '*', 'type', 'failover', 'at', now,
+      'from', known, 'to', primary, 'barrier_tick', barrier)
+  end
+  if n < tonumber(redis.call('HGET', KEYS[1], 'barrier_tick') or '-1') then return answer('barrier') end
+end
+
 local arrival = (c[5] == 'arrival-rate')
 local a = redis.call('HGET', KEYS[4], n)
 local b = arrival and redis.call('HGET', KEYS[4], n + 1) or a
@@ -59,7 +82,7 @@ redis.call('ZADD', KEYS[7], now, worker)
 local reply = {now, 'ok', a, b, stop_tick, 0}
 local any = false
 local newly = 0
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local shard, token = ARGV[i], ARGV[i + 1]
   local status
   local owner = redis.call('HGET', KEYS[3], shard)

@@ -182,8 +182,21 @@ struct WaitCommand: AsyncParsableCommand {
         }
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-wait"))
         guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
+        var outageSince: ContinuousClock.Instant?
         while true {
-            guard let summary = try await RunSummary.load(run, on: connection) else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
+            let loaded: RunSummary?
+            do {
+                loaded = try await RunSummary.load(run, on: connection)
+                outageSince = nil
+            } catch let e as RedisError where e.isUnreachable {
+                // A restart or a Sentinel failover: keep waiting for up to a minute of outage.
+                let since = outageSince ?? .now
+                outageSince = since
+                if since.duration(to: .now) > .seconds(60) { throw CLIError.infrastructure("Redis unreachable for a minute: \(e)") }
+                try await Task.sleep(for: .milliseconds(500))
+                continue
+            }
+            guard let summary = loaded else { throw CLIError.invalid("no run \(run) in \(connection.endpoint)") }
             if summary.settled {
                 print(json ? summary.json : summary.text)
                 if !summary.thresholdsPassed { throw CLIError(message: "j4: thresholds failed", code: ExitStatus.thresholdsFailed) }

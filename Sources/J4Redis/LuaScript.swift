@@ -36,7 +36,7 @@ public enum Scripts {
     /// Token-checked hand-back of leases.
     public static let release = LuaScript(name: "release", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "reason"], repeating: ["shard", "token"])
     /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
-    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks", "workers"], args: ["worker", "tick"], repeating: ["shard", "token"])
+    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks", "workers", "events"], args: ["worker", "tick", "primary"], repeating: ["shard", "token"])
     /// Adds a worker's metrics of one second, once per sequence number.
     public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
     /// Supervisor leadership lease.

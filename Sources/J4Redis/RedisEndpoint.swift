@@ -1,11 +1,28 @@
 import Foundation
 
-/// Where and how to reach Redis: `redis://[user:password@]host:port[/db]` or `unix:///path[?db=N]`.
+/// Where and how to reach Redis: `redis://[user:password@]host:port[/db]`,
+/// `unix:///path[?db=N]`, or `redis-sentinel://[user:password@]host:port[,host:port…]/MASTER[/db]`
+/// (the primary of MASTER, as the Sentinels at those addresses know it), or
+/// `redis-cluster://[user:password@]host:port[,host:port…]` (a Redis Cluster, any of its nodes).
 public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
-    /// TCP host and port, or a unix socket path.
+    /// TCP host and port, a unix socket path, or Sentinels and the name of the primary they watch.
     public enum Address: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case unix(path: String)
+        case sentinel(nodes: [HostPort], master: String)
+        /// Redis Cluster: some of its nodes, to learn the slot map from.
+        case cluster(nodes: [HostPort])
+    }
+
+    /// A host and a port.
+    public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 
     /// Where the server listens.
@@ -16,6 +33,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public var password: String?
     /// Database number for SELECT.
     public var database: Int
+    /// AUTH for the Sentinels themselves (`J4_SENTINEL_USER`, `J4_SENTINEL_PASSWORD`), if they need one.
+    public var sentinelUser: String?
+    public var sentinelPassword: String?
 
     /// The URL J4 uses when neither `--redis` nor `J4_REDIS_URL` is given.
     public static let defaultURL = "redis://127.0.0.1:6379"
@@ -23,7 +43,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// Reads a URL; the error says what is wrong with it in words a person can act on.
     public init(url: String) throws(RedisError) {
         func bad(_ why: String) -> RedisError {
-            .invalidURL("\(RedisEndpoint.redact(url)): \(why); expected redis://[user:password@]host:port[/db] or unix:///path/to/redis.sock")
+            .invalidURL("\(RedisEndpoint.redact(url)): \(why); expected redis://[user:password@]host:port[/db], unix:///path/to/redis.sock or redis-sentinel://host:port[,host:port]/MASTER")
         }
         if url.hasPrefix("unix://") {
             var rest = String(url.dropFirst("unix://".count))
@@ -38,8 +58,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             self.init(address: .unix(path: rest), user: nil, password: nil, database: db)
             return
         }
-        guard url.hasPrefix("redis://") else { throw bad("the scheme must be redis:// or unix://") }
-        var rest = Substring(url.dropFirst("redis://".count))
+        let sentinel = url.hasPrefix("redis-sentinel://"), cluster = url.hasPrefix("redis-cluster://")
+        guard url.hasPrefix("redis://") || sentinel || cluster else { throw bad("the scheme must be redis://, unix://, redis-sentinel:// or redis-cluster://") }
+        var rest = Substring(url.dropFirst(sentinel ? "redis-sentinel://".count : cluster ? "redis-cluster://".count : "redis://".count))
         var user: String?, password: String?
         if let at = rest.lastIndex(of: "@") {
             let cred = rest[..<at]
@@ -53,15 +74,50 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             }
         }
         var db = 0
+        var master: String?
         if let slash = rest.firstIndex(of: "/") {
-            let dbText = rest[rest.index(after: slash)...]
+            var dbText = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
+            if sentinel {
+                let parts = dbText.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let name = parts.first, !name.isEmpty else { throw bad("a Sentinel URL names its primary: redis-sentinel://host:port/MASTER") }
+                master = String(name)
+                dbText = parts.count > 1 ? parts[1] : ""
+            }
             if !dbText.isEmpty {
                 guard let n = Int(dbText), n >= 0 else { throw bad("the database must be a number") }
                 db = n
             }
         }
-        var host = String(rest), port = 6379
+        if cluster {
+            guard db == 0 else { throw bad("Redis Cluster has only database 0") }
+            var nodes: [HostPort] = []
+            for item in rest.split(separator: ",") {
+                let (host, port) = try RedisEndpoint.hostPort(String(item), defaultPort: 6379, bad)
+                nodes.append(HostPort(host: host, port: port))
+            }
+            guard !nodes.isEmpty else { throw bad("at least one cluster node host:port is needed") }
+            self.init(address: .cluster(nodes: nodes), user: user, password: password, database: 0)
+            return
+        }
+        if sentinel {
+            guard let master else { throw bad("a Sentinel URL names its primary: redis-sentinel://host:port/MASTER") }
+            var nodes: [HostPort] = []
+            for item in rest.split(separator: ",") {
+                let (host, port) = try RedisEndpoint.hostPort(String(item), defaultPort: 26379, bad)
+                nodes.append(HostPort(host: host, port: port))
+            }
+            guard !nodes.isEmpty else { throw bad("at least one Sentinel host:port is needed") }
+            self.init(address: .sentinel(nodes: nodes, master: master), user: user, password: password, database: db)
+            return
+        }
+        let (host, port) = try RedisEndpoint.hostPort(String(rest), defaultPort: 6379, bad)
+        self.init(address: .tcp(host: host, port: port), user: user, password: password, database: db)
+    }
+
+    /// `host`, `host:port` or `[v6]:port`.
+    static func hostPort(_ text: String, defaultPort: Int, _ bad: (String) -> RedisError) throws(RedisError) -> (String, Int) {
+        var host = text, port = defaultPort
         if host.hasPrefix("[") {  // [::1]:6379
             guard let close = host.firstIndex(of: "]") else { throw bad("unclosed [ in the host") }
             let after = host[host.index(after: close)...]
@@ -77,7 +133,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             host = String(host[..<colon])
         }
         guard !host.isEmpty else { throw bad("the host is missing") }
-        self.init(address: .tcp(host: host, port: port), user: user, password: password, database: db)
+        return (host, port)
     }
 
     /// An endpoint from its parts.
@@ -98,6 +154,10 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             endpoint.password = pw
             if endpoint.user == nil, let user = env["J4_REDIS_USER"], !user.isEmpty { endpoint.user = user }
         }
+        if let pw = env["J4_SENTINEL_PASSWORD"], !pw.isEmpty {
+            endpoint.sentinelPassword = pw
+            endpoint.sentinelUser = env["J4_SENTINEL_USER"].flatMap { $0.isEmpty ? nil : $0 }
+        }
         return endpoint
     }
 
@@ -106,10 +166,16 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         switch address {
         case .unix(let path): return "unix://\(path)" + (database != 0 ? "?db=\(database)" : "")
         case .tcp(let host, let port):
-            let cred = password == nil ? (user.map { "\($0)@" } ?? "") : "\(user ?? ""):***@"
-            let h = host.contains(":") ? "[\(host)]" : host
-            return "redis://\(cred)\(h):\(port)" + (database != 0 ? "/\(database)" : "")
+            return "redis://\(credentials)\(HostPort(host: host, port: port))" + (database != 0 ? "/\(database)" : "")
+        case .sentinel(let nodes, let master):
+            return "redis-sentinel://\(credentials)\(nodes.map(\.description).joined(separator: ","))/\(master)" + (database != 0 ? "/\(database)" : "")
+        case .cluster(let nodes):
+            return "redis-cluster://\(credentials)\(nodes.map(\.description).joined(separator: ","))"
         }
+    }
+
+    private var credentials: String {
+        password == nil ? (user.map { "\($0)@" } ?? "") : "\(user ?? ""):***@"
     }
 
     /// A URL text with its password hidden, even when the text does not parse.

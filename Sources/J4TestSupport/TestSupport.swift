@@ -193,7 +193,12 @@ public enum InvalidFixtures {
 extension J4Binary {
     /// `j4 status RUN --json` read back as a dictionary (the run's summary).
     public static func summary(_ run: String, redis: EmbeddedRedis) async throws -> [String: Any] {
-        let (code, output) = try await self.run(["status", run, "--json", "--redis", redis.url])
+        try await summary(run, url: redis.url)
+    }
+
+    /// `j4 status RUN --json --redis URL` read back as a dictionary.
+    public static func summary(_ run: String, url: String) async throws -> [String: Any] {
+        let (code, output) = try await self.run(["status", run, "--json", "--redis", url])
         guard code == 0, let s = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any] else {
             throw TestSupportError(description: "j4 status \(run) --json exited \(code): \(output)")
         }

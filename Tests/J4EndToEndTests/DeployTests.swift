@@ -12,7 +12,7 @@ import Yams
 @Suite("Kubernetes manifests (kustomize, schemas, and the binary)", .serialized)
 struct DeployTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let kustomizations = ["overlays/dev", "examples/autoscaling", "examples/submit-job"]
+    static let kustomizations = ["overlays/dev", "overlays/ha", "examples/autoscaling", "examples/submit-job"]
 
     /// `kubectl kustomize deploy/k8s/<dir>` as YAML documents.
     static func render(_ dir: String) async throws -> (text: String, documents: [[String: Any]]) {
@@ -25,6 +25,8 @@ struct DeployTests {
     static func run(_ argv: [String]) async throws -> (Int32, String) {
         let child = try ChildProcess(argv[0].hasPrefix("/") ? argv[0] : try which(argv[0]), Array(argv.dropFirst()))
         let code = await child.wait()
+        // The drain thread may still be reading the last bytes: wait for the pipe to close.
+        _ = await child.output.wait(timeout: .seconds(5)) { _ in false }
         return (code, child.output.all)
     }
 
@@ -86,6 +88,37 @@ struct DeployTests {
         // kubernetes-validate, so it is only checked to be one well-formed document.
         let monitor = try Yams.load_all(yaml: String(contentsOf: Self.root.appendingPathComponent("deploy/k8s/examples/monitoring/pod-monitor.yaml"), encoding: .utf8)).compactMap { $0 as? [String: Any] }
         #expect(monitor.count == 1 && monitor[0]["kind"] as? String == "PodMonitor")
+    }
+
+    @Test("the ha overlay: J4 reaches Redis through the Sentinels, and every user and password the Redis pods need exists")
+    func highAvailability() async throws {
+        let (_, docs) = try await Self.render("overlays/ha")
+        for name in ["j4-supervisor", "j4-worker"] {
+            let container = try #require(Self.containers(Self.find(docs, "Deployment", name)).first)
+            let env = Self.environment(container, docs: docs, podName: name)
+            let endpoint = try RedisEndpoint.fromEnvironment(env["J4_REDIS_URL"])
+            guard case .sentinel(let nodes, let master) = endpoint.address else {
+                Issue.record("\(name): \(env["J4_REDIS_URL"] ?? "-") is not a Sentinel URL")
+                continue
+            }
+            #expect(master == "j4main" && nodes.count == 3)
+        }
+        let sentinelConf = (Self.find(docs, "ConfigMap", "j4-sentinel-config")?["data"] as? [String: String])?["sentinel.conf"] ?? ""
+        #expect(sentinelConf.contains("sentinel monitor j4main "))
+        let credentials = Self.decodedSecret(Self.find(docs, "Secret", "j4-redis-credentials"))
+        let acl = Self.decodedSecret(Self.find(docs, "Secret", "j4-redis-users"))["users.acl"] ?? ""
+        // Each role's password in the credentials is the one its ACL user has.
+        for (role, user) in [("worker", "j4-worker"), ("supervisor", "j4-supervisor"), ("submitter", "j4-submitter"), ("viewer", "j4-viewer"), ("replica", "j4-replica"), ("sentinel", "j4-sentinel")] {
+            let password = try #require(credentials[role], "no \(role) password")
+            #expect(acl.contains("user \(user) on >\(password) "), "\(user)")
+        }
+        // redis-server accepts the ACL file (it refuses to start on a bad rule).
+        let redis = try await EmbeddedRedis.start(extraArguments: ["--aclfile", try temporaryFile(acl, suffix: ".acl")])
+        await redis.stop()
+        // The redis pods start through the script the ConfigMap carries.
+        let redisContainer = try #require(Self.containers(Self.find(docs, "StatefulSet", "j4-redis")).first)
+        #expect((redisContainer["command"] as? [String]) == ["sh", "/etc/redis/start-redis.sh"])
+        #expect(((Self.find(docs, "ConfigMap", "j4-redis-config")?["data"] as? [String: String])?["start-redis.sh"]) != nil)
     }
 
     @Test("the dev overlay's Redis, supervisor and worker run as written: ACL users, env, flags, ports and probes")
@@ -180,6 +213,12 @@ struct DeployTests {
         #expect(RunID.isValid(run), "\(output)")
         let (abortCode, abortOutput) = try await J4Binary.run(["abort", run], environment: env)
         #expect(abortCode == 0, "\(abortOutput)")
+        // The viewer reads the run but cannot submit one.
+        let viewer = ["J4_REDIS_URL": redis.url, "J4_REDIS_USER": "j4-viewer", "J4_REDIS_PASSWORD": Self.decodedSecret(Self.find(dev, "Secret", "j4-redis-credentials"))["viewer"] ?? ""]
+        let (statusCode, statusOutput) = try await J4Binary.run(["status", run], environment: viewer)
+        #expect(statusCode == 0 && statusOutput.contains(run), "\(statusOutput)")
+        let (refusedCode, refusedOutput) = try await J4Binary.run(args, environment: viewer)
+        #expect(refusedCode != 0 && refusedOutput.contains("NOPERM"), "\(refusedOutput)")
     }
 }
 

@@ -34,16 +34,7 @@ struct Cluster {
 
     /// Submits a hold at `rate`/s for `seconds`; returns the run id and its tick-0 time (unix s).
     func submitHold(rate: Int, seconds: Int, shards: Int = 12) async throws -> (run: String, startSecond: Int64) {
-        let file = try temporaryFile("""
-            name: hold
-            scenario: http
-            model: arrival-rate
-            start: \(rate)
-            stages: [{ duration: \(seconds)s, target: \(rate) }]
-            shards: \(shards)
-            leaseTTL: 3s
-            params: { request: { url: "\(sink.url)" } }
-            """)
+        let file = try holdDefinition(rate: rate, seconds: seconds, shards: shards, target: sink.url)  // leaseTTL: the default 3 s
         let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
         guard code == 0 else { throw TestSupportError(description: "submit failed: \(out)") }
         let run = out.trimmingCharacters(in: .whitespacesAndNewlines)

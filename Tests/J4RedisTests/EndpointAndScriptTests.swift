@@ -12,12 +12,19 @@ struct EndpointTests {
         ("redis://[::1]:6380", RedisEndpoint(address: .tcp(host: "::1", port: 6380))),
         ("unix:///tmp/redis.sock", RedisEndpoint(address: .unix(path: "/tmp/redis.sock"))),
         ("unix:///tmp/redis.sock?db=3", RedisEndpoint(address: .unix(path: "/tmp/redis.sock"), database: 3)),
+        ("redis-sentinel://s1:26379,s2:26380,[::1]/j4main", RedisEndpoint(address: .sentinel(nodes: [.init(host: "s1", port: 26379), .init(host: "s2", port: 26380), .init(host: "::1", port: 26379)], master: "j4main"))),
+        ("redis-sentinel://j4worker:pw@s1/j4main/2", RedisEndpoint(address: .sentinel(nodes: [.init(host: "s1", port: 26379)], master: "j4main"), user: "j4worker", password: "pw", database: 2)),
+        ("redis-cluster://n1:7000,n2", RedisEndpoint(address: .cluster(nodes: [.init(host: "n1", port: 7000), .init(host: "n2", port: 6379)]))),
     ])
     func parses(url: String, expected: RedisEndpoint) throws {
         #expect(try RedisEndpoint(url: url) == expected)
     }
 
-    @Test("bad URLs say what is expected", arguments: ["http://x:1", "redis://host:99999", "redis://:6379", "unix://relative.sock", "redis://h:1/x"])
+    @Test("bad URLs say what is expected", arguments: [
+        "http://x:1", "redis://host:99999", "redis://:6379", "unix://relative.sock", "redis://h:1/x",
+        "redis-sentinel://s1:26379", "redis-sentinel://s1:26379/", "redis-sentinel:///j4main", "redis-sentinel://s1:0/m",
+        "redis-cluster://n1:7000/2", "redis-cluster://",
+    ])
     func refuses(url: String) {
         let error = #expect(throws: RedisError.self) { try RedisEndpoint(url: url) }
         #expect("\(error!)".contains("expected redis://"))
@@ -31,6 +38,27 @@ struct EndpointTests {
         #expect(!RedisEndpoint.redact("redis://u:hunter2@h:99999").contains("hunter2"))
         let error = #expect(throws: RedisError.self) { try RedisEndpoint(url: "redis://u:hunter2@h:99999") }
         #expect(!"\(error!)".contains("hunter2"))
+        let sentinel = try RedisEndpoint(url: "redis-sentinel://j4:hunter2@s1:26379,s2:26379/j4main")
+        #expect(sentinel.description == "redis-sentinel://j4:***@s1:26379,s2:26379/j4main")
+    }
+}
+
+@Suite("Redis Cluster slots")
+struct ClusterSlotTests {
+    @Test("key slots as Redis computes them, hash tags included", arguments: [
+        ("123456789", 0x31C3 % 16384), ("foo", 12182), ("bar", 5061),
+        ("{user1000}.following", 3443), ("{user1000}.followers", 3443),
+        ("foo{}{bar}", ClusterSlots.slot(of: "foo{}{bar}")), ("foo{{bar}}zap", ClusterSlots.slot(of: "{bar")),
+    ])
+    func slots(key: String, slot: Int) {
+        #expect(ClusterSlots.slot(of: key) == slot)
+    }
+
+    @Test("every key of a run, and of a pool, is in one slot")
+    func oneSlotPerRun() {
+        let k = RunKeys(run: "20261126-033308-0001")
+        let keys = [k.ctl, k.leases, k.owners, k.workers, k.plan, k.events, k.claims(tick: 7), k.ticks, k.totals]
+        #expect(Set(keys.map { ClusterSlots.slot(of: $0) }).count == 1)
     }
 }
 
@@ -104,8 +132,8 @@ struct ScriptContractTests {
 
     @Test("a call with the wrong key or argument count is refused before it is sent")
     func counts() {
-        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 6, argCount: 2) }
         #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 7, argCount: 3) }
-        #expect(throws: Never.self) { try Scripts.claim.check(keyCount: 7, argCount: 6) }
+        #expect(throws: RedisError.self) { try Scripts.claim.check(keyCount: 8, argCount: 4) }
+        #expect(throws: Never.self) { try Scripts.claim.check(keyCount: 8, argCount: 7) }
     }
 }

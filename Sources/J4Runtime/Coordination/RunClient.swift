@@ -99,8 +99,8 @@ public struct RunClient: Sendable {
     /// claim.lua: claims tick `tick` for the given leases.
     public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
         let r = try await c.evalScript(
-            Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers],
-            args: [worker, String(tick)] + RunClient.pairs(shards))
+            Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers, keys.events],
+            args: [worker, String(tick), RedisConnection.primaryArgument] + RunClient.pairs(shards))
         guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 3 * Int(n) || a.count == 7 + 3 * Int(n) else {
             throw RedisError.unexpectedReply("claim: \(r)")
         }

@@ -1,0 +1,190 @@
+import Foundation
+import Glibc
+import J4Core
+import J4Redis
+import J4Runtime
+import J4TestSupport
+import Testing
+
+/// Redis with Sentinel on loopback: a primary, a replica and three Sentinels, all real
+/// redis-server processes.
+struct SentinelGroup {
+    let directory: URL
+    var primary: ChildProcess
+    let replica: ChildProcess
+    let sentinels: [ChildProcess]
+    let primaryPort: Int, replicaPort: Int
+    let sentinelPorts: [Int]
+    static let master = "j4main"
+
+    var url: String { "redis-sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "/\(Self.master)" }
+
+    static func start() async throws -> SentinelGroup {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("j4-sentinel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let binary = try DeployTests.which("redis-server")
+        let ports = try freeLoopbackPorts(5)
+        func server(_ port: Int, _ extra: [String]) throws -> ChildProcess {
+            let d = dir.appendingPathComponent("r\(port)")
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            return try ChildProcess(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                             "--maxmemory-policy", "noeviction", "--dir", d.path] + extra)
+        }
+        let primary = try server(ports[0], [])
+        let replica = try server(ports[1], ["--replicaof", "127.0.0.1", String(ports[0])])
+        var sentinels: [ChildProcess] = []
+        for port in ports[2...] {
+            let conf = dir.appendingPathComponent("sentinel-\(port).conf")
+            try """
+                port \(port)
+                bind 127.0.0.1
+                dir \(dir.path)
+                sentinel monitor \(master) 127.0.0.1 \(ports[0]) 2
+                sentinel down-after-milliseconds \(master) 1000
+                sentinel failover-timeout \(master) 5000
+                sentinel parallel-syncs \(master) 1
+
+                """.write(to: conf, atomically: true, encoding: .utf8)
+            sentinels.append(try ChildProcess(binary, [conf.path, "--sentinel"]))
+        }
+        let group = SentinelGroup(directory: dir, primary: primary, replica: replica, sentinels: sentinels,
+                                  primaryPort: ports[0], replicaPort: ports[1], sentinelPorts: Array(ports[2...]))
+        // Ready when every Sentinel knows the primary and its replica.
+        for port in group.sentinelPorts {
+            let c = RedisConnection(endpoint: RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)), options: RedisConnectionOptions(clientName: "j4-test"))
+            try await waitFor("Sentinel \(port) to see the replica", timeout: .seconds(30), every: .milliseconds(200)) {
+                let replicas = try? await c.send(["SENTINEL", "replicas", master])
+                return (replicas?.array?.count ?? 0) >= 1
+            }
+            await c.close()
+        }
+        return group
+    }
+
+    func stop() {
+        for c in [primary, replica] + sentinels { c.send(SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// A TCP socket bound to a free port on 127.0.0.1 and not listening: the port stays taken
+/// (connecting to it is refused) until the socket is closed.
+func bindLoopback(port wanted: Int = 0) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(wanted).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard ok else {
+        close(fd)
+        throw TestSupportError(description: "no free port on 127.0.0.1")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// `count` different TCP ports on 127.0.0.1 that were free a moment ago (all held at once
+/// while choosing, so none is given twice); with `busOffset`, port + offset is free too and
+/// below 65536 (Redis Cluster's bus port is the port + 10000).
+func freeLoopbackPorts(_ count: Int, busOffset: Int? = nil) throws -> [Int] {
+    var held: [Int32] = []
+    defer { for fd in held { close(fd) } }
+    var ports: [Int] = []
+    for _ in 0..<(count * 50) where ports.count < count {
+        let (fd, port) = try bindLoopback()
+        held.append(fd)
+        guard let offset = busOffset else {
+            ports.append(port)
+            continue
+        }
+        guard port + offset <= 65535, let bus = try? bindLoopback(port: port + offset) else { continue }
+        held.append(bus.fd)
+        ports.append(port)
+    }
+    guard ports.count == count else { throw TestSupportError(description: "not \(count) free ports on 127.0.0.1") }
+    return ports
+}
+
+/// One supervisor (`s0`) and `workers` workers (`w0`…) on `url`.
+func startSupervisorAndWorkers(url: String, workers: Int) throws -> [ChildProcess] {
+    var processes = [try J4Binary.start(["supervisor", "--redis", url, "--id", "s0"])]
+    for i in 0..<workers { processes.append(try J4Binary.start(["worker", "--redis", url, "--id", "w\(i)"])) }
+    return processes
+}
+
+/// A definition file: the http scenario at `rate`/s for `seconds` against `target`.
+func holdDefinition(rate: Int, seconds: Int, shards: Int, target: String) throws -> String {
+    try temporaryFile("""
+        name: hold
+        scenario: http
+        model: arrival-rate
+        start: \(rate)
+        stages: [{ duration: \(seconds)s, target: \(rate) }]
+        shards: \(shards)
+        params: { request: { url: "\(target)" } }
+        """)
+}
+
+// In the serialized end-to-end suite: a timed load test must not share two cores with another.
+extension EndToEndTests {
+    @Test("Redis Sentinel: the primary is killed mid-run: workers follow the new primary, the run goes on, no (tick, shard) is granted twice")
+    func sentinelFailover() async throws {
+        let group = try await SentinelGroup.start()
+        defer { group.stop() }
+        let sink = try await SinkProcess.start()
+        defer { Task { await sink.stop() } }
+        let url = group.url
+        let processes = try startSupervisorAndWorkers(url: url, workers: 3)
+        defer { for p in processes { p.send(SIGKILL) } }
+        let file = try holdDefinition(rate: 100, seconds: 20, shards: 12, target: sink.url)
+        let (code, out) = try await J4Binary.run(["submit", file, "--redis", url])
+        #expect(code == 0, "\(out)")
+        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Through the Sentinels, as a user would.
+        let c = RedisConnection(endpoint: try RedisEndpoint(url: url), options: RedisConnectionOptions(clientName: "j4-test"))
+        var start: Int64 = 0
+        try await waitFor("the run to start", timeout: .seconds(15)) {
+            start = (try? await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).int) ?? 0
+            return start > 0
+        }
+        try await waitFor("load at the sink", timeout: .seconds(15)) { try await sink.stats().requests >= 300 }
+        // Kill the primary without warning.
+        group.primary.send(SIGKILL)
+        _ = await group.primary.wait()
+        let killedAt = Date()
+        let (waitCode, waitOutput) = try await J4Binary.run(["wait", run, "--redis", url])
+        #expect(waitCode == 0, "\(waitOutput)")
+        let stats = try await sink.stats()
+        let attribution = try await sink.attribution()
+        // Never two workers for one (tick, shard), nor one worker twice: a (tick, shard) at
+        // 100/s over 12 shards is at most 9 iterations.
+        let doubled = attribution.by_tick_shard.filter { $0.value.count > 1 || $0.value.values.reduce(0, +) > 9 }
+        #expect(doubled.isEmpty, "\(doubled)")
+        var events: [RedisValue] = []
+        try await waitFor("the events through the new primary", timeout: .seconds(10)) {
+            guard let e = try? await c.send(["XRANGE", RunKeys(run: run).events, "-", "+"]).array else { return false }
+            events = e
+            return true
+        }
+        let texts = events.map { "\($0)" }
+        #expect(texts.contains { $0.contains("failover") }, "\(texts.suffix(10))")
+        let s = try await J4Binary.summary(run, url: url)
+        let target = s["target"] as? Int ?? -1, started = s["started"] as? Int ?? -1, dropped = s["dropped"] as? Int ?? -1
+        let unclaimed = s["unclaimed"] as? Int ?? -1, lost = s["lost"] as? Int ?? -1
+        let counts = Dictionary(uniqueKeysWithValues: stats.by_second.map { ($0.t, $0.n) })
+        let perSecond = (0..<Int64(20)).map { counts[start / 1000 + $0] ?? 0 }
+        print("figures sentinel failover at \(String(format: "%.1f", killedAt.timeIntervalSince1970 - Double(start) / 1000)) s: per second at the sink \(perSecond); target \(target) started \(started) dropped \(dropped) unclaimed \(unclaimed) lost \(lost); sink \(stats.requests)")
+        #expect(s["state"] as? String == "finished")
+        #expect(target == 2000)
+        #expect(started + dropped + unclaimed + lost == target, "\(s)")
+        // The load came back after the failover: the last seconds are at the target, and the
+        // gap (detection, election, the barrier's two ticks) is a few seconds.
+        #expect(perSecond.suffix(4).allSatisfy { $0 >= 95 }, "\(perSecond)")
+        #expect(perSecond.filter { $0 == 0 }.count <= 8, "\(perSecond)")
+        #expect(Int(stats.requests) >= started - 1, "\(stats.requests) at the sink, \(started) started")
+        await c.close()
+    }
+}
