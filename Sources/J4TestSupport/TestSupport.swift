@@ -197,8 +197,8 @@ extension J4Binary {
     }
 
     /// `j4 status RUN --json --redis URL` read back as a dictionary.
-    public static func summary(_ run: String, url: String) async throws -> [String: Any] {
-        let (code, output) = try await self.run(["status", run, "--json", "--redis", url])
+    public static func summary(_ run: String, url: String, environment: [String: String] = [:]) async throws -> [String: Any] {
+        let (code, output) = try await self.run(["status", run, "--json", "--redis", url], environment: environment)
         guard code == 0, let s = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any] else {
             throw TestSupportError(description: "j4 status \(run) --json exited \(code): \(output)")
         }

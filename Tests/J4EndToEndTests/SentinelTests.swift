@@ -16,6 +16,10 @@ struct SentinelGroup {
     let primaryPort: Int, replicaPort: Int
     let sentinelPorts: [Int]
     static let master = "j4main"
+    static let dataPassword = "data-secret"
+    static let sentinelPassword = "sentinel-secret"
+    /// How J4 processes get both passwords.
+    static let environment = ["J4_REDIS_PASSWORD": dataPassword, "J4_SENTINEL_PASSWORD": sentinelPassword]
 
     var url: String { "redis-sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "/\(Self.master)" }
 
@@ -30,8 +34,10 @@ struct SentinelGroup {
             return try ChildProcess(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                              "--maxmemory-policy", "noeviction", "--dir", d.path] + extra)
         }
-        let primary = try server(ports[0], [])
-        let replica = try server(ports[1], ["--replicaof", "127.0.0.1", String(ports[0])])
+        // AUTH on both: the data nodes (and replication) and the Sentinels have passwords.
+        let auth = ["--requirepass", dataPassword, "--masterauth", dataPassword]
+        let primary = try server(ports[0], auth)
+        let replica = try server(ports[1], auth + ["--replicaof", "127.0.0.1", String(ports[0])])
         var sentinels: [ChildProcess] = []
         for port in ports[2...] {
             let conf = dir.appendingPathComponent("sentinel-\(port).conf")
@@ -43,6 +49,8 @@ struct SentinelGroup {
                 sentinel down-after-milliseconds \(master) 1000
                 sentinel failover-timeout \(master) 5000
                 sentinel parallel-syncs \(master) 1
+                sentinel auth-pass \(master) \(dataPassword)
+                requirepass \(sentinelPassword)
 
                 """.write(to: conf, atomically: true, encoding: .utf8)
             sentinels.append(try ChildProcess(binary, [conf.path, "--sentinel"]))
@@ -51,7 +59,7 @@ struct SentinelGroup {
                                   primaryPort: ports[0], replicaPort: ports[1], sentinelPorts: Array(ports[2...]))
         // Ready when every Sentinel knows the primary and its replica.
         for port in group.sentinelPorts {
-            let c = RedisConnection(endpoint: RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)), options: RedisConnectionOptions(clientName: "j4-test"))
+            let c = RedisConnection(endpoint: RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port), password: sentinelPassword), options: RedisConnectionOptions(clientName: "j4-test"))
             try await waitFor("Sentinel \(port) to see the replica", timeout: .seconds(30), every: .milliseconds(200)) {
                 let replicas = try? await c.send(["SENTINEL", "replicas", master])
                 return (replicas?.array?.count ?? 0) >= 1
@@ -109,9 +117,9 @@ func freeLoopbackPorts(_ count: Int, busOffset: Int? = nil) throws -> [Int] {
 }
 
 /// One supervisor (`s0`) and `workers` workers (`w0`…) on `url`.
-func startSupervisorAndWorkers(url: String, workers: Int) throws -> [ChildProcess] {
-    var processes = [try J4Binary.start(["supervisor", "--redis", url, "--id", "s0"])]
-    for i in 0..<workers { processes.append(try J4Binary.start(["worker", "--redis", url, "--id", "w\(i)"])) }
+func startSupervisorAndWorkers(url: String, workers: Int, environment: [String: String] = [:]) throws -> [ChildProcess] {
+    var processes = [try J4Binary.start(["supervisor", "--redis", url, "--id", "s0"], environment: environment)]
+    for i in 0..<workers { processes.append(try J4Binary.start(["worker", "--redis", url, "--id", "w\(i)"], environment: environment)) }
     return processes
 }
 
@@ -137,14 +145,18 @@ extension EndToEndTests {
         let sink = try await SinkProcess.start()
         defer { Task { await sink.stop() } }
         let url = group.url
-        let processes = try startSupervisorAndWorkers(url: url, workers: 3)
+        let env = SentinelGroup.environment
+        let processes = try startSupervisorAndWorkers(url: url, workers: 3, environment: env)
         defer { for p in processes { p.send(SIGKILL) } }
         let file = try holdDefinition(rate: 100, seconds: 20, shards: 12, target: sink.url)
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", url])
+        let (code, out) = try await J4Binary.run(["submit", file, "--redis", url], environment: env)
         #expect(code == 0, "\(out)")
         let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
         // Through the Sentinels, as a user would.
-        let c = RedisConnection(endpoint: try RedisEndpoint(url: url), options: RedisConnectionOptions(clientName: "j4-test"))
+        var endpoint = try RedisEndpoint(url: url)
+        endpoint.password = SentinelGroup.dataPassword
+        endpoint.sentinelPassword = SentinelGroup.sentinelPassword
+        let c = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-test"))
         var start: Int64 = 0
         try await waitFor("the run to start", timeout: .seconds(15)) {
             start = (try? await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).int) ?? 0
@@ -155,7 +167,7 @@ extension EndToEndTests {
         group.primary.send(SIGKILL)
         _ = await group.primary.wait()
         let killedAt = Date()
-        let (waitCode, waitOutput) = try await J4Binary.run(["wait", run, "--redis", url])
+        let (waitCode, waitOutput) = try await J4Binary.run(["wait", run, "--redis", url], environment: env)
         #expect(waitCode == 0, "\(waitOutput)")
         let stats = try await sink.stats()
         let attribution = try await sink.attribution()
@@ -171,7 +183,7 @@ extension EndToEndTests {
         }
         let texts = events.map { "\($0)" }
         #expect(texts.contains { $0.contains("failover") }, "\(texts.suffix(10))")
-        let s = try await J4Binary.summary(run, url: url)
+        let s = try await J4Binary.summary(run, url: url, environment: env)
         let target = s["target"] as? Int ?? -1, started = s["started"] as? Int ?? -1, dropped = s["dropped"] as? Int ?? -1
         let unclaimed = s["unclaimed"] as? Int ?? -1, lost = s["lost"] as? Int ?? -1
         let counts = Dictionary(uniqueKeysWithValues: stats.by_second.map { ($0.t, $0.n) })
