@@ -17,9 +17,10 @@ RUN swift build -c release --product "${PRODUCT}" --static-swift-stdlib \
     && mkdir /out && cp "$(swift build -c release --show-bin-path)/${PRODUCT}" /out/j4
 
 FROM ${RUNTIME_IMAGE}
-# hiredis 0.14 (Redis client), CA certificates (https targets), and the C++ and Foundation
-# runtime pieces a statically linked Swift binary still loads.
-RUN apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 ca-certificates libstdc++6 libcurl4 libxml2 tzdata \
+# What the binary built with --static-swift-stdlib still loads (ldd on Debian 12): libc,
+# libm, libgcc_s, libz (all in the slim image), libstdc++ and hiredis 0.14; plus CA
+# certificates for https targets and time zone data for Foundation.
+RUN apt-get update && apt-get install -y --no-install-recommends libhiredis0.14 libstdc++6 ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin j4
 COPY --from=build /out/j4 /usr/local/bin/j4
