@@ -20,6 +20,9 @@ public enum J4CLI {
     /// 0 success, 2 invalid input or usage, 3 Redis or other infrastructure failure,
     /// 99 failed thresholds.
     public static func main(scenarios: [Scenario] = [], arguments: [String]? = nil) async -> Never {
+        // Read the arguments before hiding the passwords in them from ps and /proc/PID/cmdline.
+        let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
+        hidePasswordsInProcessTitle()
         limitMallocArenas()
         if ProcessInfo.processInfo.environment["J4_NIO_EXECUTOR"] != "0" {
             _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
@@ -27,7 +30,7 @@ public enum J4CLI {
         catalogBox.withLock { $0 = ScenarioCatalog(scenarios) }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = .trace  // each command sets its own logger's level
+            h.logLevel = .warning  // each command sets its own loggers' level; others (the Redis client's) stay at warning
             return h
         }
         do {
@@ -154,6 +157,27 @@ final class SignalTrap: @unchecked Sendable {
 /// 95 to 413 MiB over 10 minutes at 1000 requests/s) although its heap stays flat (under
 /// 40 MiB with heaptrack). One arena per core keeps it flat. `MALLOC_ARENA_MAX` set by the
 /// user wins.
+/// Overwrites, in the process' own argv memory, the password of every URL argument
+/// (`scheme://user:PASSWORD@host`) with asterisks, so that `ps` and `/proc/PID/cmdline` do
+/// not show it. The parsed arguments were copied before. (Environment variables or
+/// `J4_REDIS_PASSWORD_FILE` keep it out of the command line altogether.)
+func hidePasswordsInProcessTitle() {
+    for i in 1..<Int(CommandLine.argc) {
+        guard let arg = CommandLine.unsafeArgv[i] else { continue }
+        let length = strlen(arg)
+        let bytes = UnsafeMutableRawPointer(arg).assumingMemoryBound(to: UInt8.self)
+        let text = UnsafeBufferPointer(start: bytes, count: length)
+        var scheme = -1
+        for j in 0..<max(0, length - 2) where text[j] == UInt8(ascii: ":") && text[j + 1] == UInt8(ascii: "/") && text[j + 2] == UInt8(ascii: "/") {
+            scheme = j + 3
+            break
+        }
+        guard scheme >= 0, let at = (scheme..<length).last(where: { text[$0] == UInt8(ascii: "@") }),
+              let colon = (scheme..<at).first(where: { text[$0] == UInt8(ascii: ":") }) else { continue }
+        for j in (colon + 1)..<at { bytes[j] = UInt8(ascii: "*") }
+    }
+}
+
 func limitMallocArenas() {
     #if canImport(Glibc)
     guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,

@@ -150,15 +150,29 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
     public static func fromEnvironment(_ url: String? = nil) throws(RedisError) -> RedisEndpoint {
         let env = ProcessInfo.processInfo.environment
         var endpoint = try RedisEndpoint(url: url ?? env["J4_REDIS_URL"] ?? defaultURL)
-        if endpoint.password == nil, let pw = env["J4_REDIS_PASSWORD"], !pw.isEmpty {
+        if endpoint.password == nil, let pw = try secret(env, "J4_REDIS_PASSWORD") {
             endpoint.password = pw
             if endpoint.user == nil, let user = env["J4_REDIS_USER"], !user.isEmpty { endpoint.user = user }
         }
-        if let pw = env["J4_SENTINEL_PASSWORD"], !pw.isEmpty {
+        if let pw = try secret(env, "J4_SENTINEL_PASSWORD") {
             endpoint.sentinelPassword = pw
             endpoint.sentinelUser = env["J4_SENTINEL_USER"].flatMap { $0.isEmpty ? nil : $0 }
         }
         return endpoint
+    }
+
+    /// A secret from `$NAME`, or from the file `$NAME_FILE` names (a mounted Kubernetes
+    /// secret; one trailing line break is dropped). The error names the variable and the
+    /// path, never the contents.
+    static func secret(_ env: [String: String], _ name: String) throws(RedisError) -> String? {
+        if let value = env[name], !value.isEmpty { return value }
+        guard let path = env[name + "_FILE"], !path.isEmpty else { return nil }
+        guard let data = FileManager.default.contents(atPath: path), var text = String(data: data, encoding: .utf8) else {
+            throw .invalidURL("\(name)_FILE=\(path) cannot be read; it must name a readable file holding the password")
+        }
+        if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
+        guard !text.isEmpty else { throw .invalidURL("\(name)_FILE=\(path) is empty; it must hold the password") }
+        return text
     }
 
     /// The URL with any password replaced by `***`: the only form J4 ever prints.
