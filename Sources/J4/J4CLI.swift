@@ -151,12 +151,6 @@ final class SignalTrap: @unchecked Sendable {
     }
 }
 
-/// glibc gives every thread that allocates under contention an arena of its own, up to 8 per
-/// core, and memory freed in one arena is rarely given back. A worker's many NIO, Dispatch
-/// and hiredis threads then make its resident memory climb for the whole run (measured: from
-/// 95 to 413 MiB over 10 minutes at 1000 requests/s) although its heap stays flat (under
-/// 40 MiB with heaptrack). One arena per core keeps it flat. `MALLOC_ARENA_MAX` set by the
-/// user wins.
 /// Overwrites, in the process' own argv memory, the password of every URL argument
 /// (`scheme://user:PASSWORD@host`) with asterisks, so that `ps` and `/proc/PID/cmdline` do
 /// not show it. The parsed arguments were copied before. (Environment variables or
@@ -178,6 +172,12 @@ func hidePasswordsInProcessTitle() {
     }
 }
 
+/// glibc gives every thread that allocates under contention an arena of its own, up to 8 per
+/// core, and memory freed in one arena is rarely given back. A worker's many NIO, Dispatch
+/// and hiredis threads then make its resident memory climb for the whole run (measured: from
+/// 95 to 413 MiB over 10 minutes at 1000 requests/s) although its heap stays flat (under
+/// 40 MiB with heaptrack). One arena per core keeps it flat. `MALLOC_ARENA_MAX` set by the
+/// user wins.
 func limitMallocArenas() {
     #if canImport(Glibc)
     guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,

@@ -211,6 +211,7 @@ public final class RedisConnection: @unchecked Sendable {
             replies = []
             for (command, node) in zip(commands, targets) { replies.append(try roundTrip(on: node, [command])[0]) }
         }
+        var moved = false
         for i in replies.indices {
             var hops = 0
             while case .error(let e) = replies[i], let r = ClusterSlots.redirect(e), hops < 5 {
@@ -219,9 +220,8 @@ public final class RedisConnection: @unchecked Sendable {
                     replies[i] = try roundTrip(on: r.node, [[Array("ASKING".utf8)], commands[i]])[1]
                 } else {
                     // The slot moved (resharding or a failover): read the whole map again next time.
-                    slotOwners[r.slot] = r.node
                     replies[i] = try roundTrip(on: r.node, [commands[i]])[0]
-                    stale = true
+                    moved = true
                 }
             }
             if case .error(let e) = replies[i], e.hasPrefix("CLUSTERDOWN") || e.hasPrefix("TRYAGAIN") {
@@ -230,13 +230,9 @@ public final class RedisConnection: @unchecked Sendable {
                 throw RedisError.connection("\(endpoint): \(e)")
             }
         }
-        if stale {
-            stale = false
-            slotOwners = []
-        }
+        if moved { slotOwners = [] }
         return replies
     }
-    private var stale = false
 
     /// Sends `commands` to `node` (connecting first if needed).
     private func roundTrip(on node: RedisEndpoint.HostPort, _ commands: [[[UInt8]]]) throws -> [RedisValue] {
@@ -340,9 +336,9 @@ public final class RedisConnection: @unchecked Sendable {
     /// An argument replaced, when the command is sent, by the `host:port` of the primary the
     /// connection reached through Sentinel ("" for other endpoints), so that a script learns
     /// which primary it runs on from the very connection that runs it.
-    public static let primaryToken: [UInt8] = Array("\u{0}j4-primary\u{0}".utf8)
-    /// ``primaryToken`` as text, for script arguments.
     public static let primaryArgument = "\u{0}j4-primary\u{0}"
+    /// ``primaryArgument`` as bytes.
+    static let primaryToken: [UInt8] = Array(primaryArgument.utf8)
 
     /// A new hiredis context to `endpoint`, with the read timeout, AUTH, SELECT and
     /// CLIENT SETNAME of `options` applied.

@@ -16,27 +16,12 @@ struct DeployTests {
 
     /// `kubectl kustomize deploy/k8s/<dir>` as YAML documents.
     static func render(_ dir: String) async throws -> (text: String, documents: [[String: Any]]) {
-        let (code, text) = try await run(["kubectl", "kustomize", root.appendingPathComponent("deploy/k8s/\(dir)").path])
+        let (code, text) = try await runTool(["kubectl", "kustomize", root.appendingPathComponent("deploy/k8s/\(dir)").path])
         #expect(code == 0, "kubectl kustomize \(dir): \(text)")
         let documents = try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
         return (text, documents)
     }
 
-    static func run(_ argv: [String]) async throws -> (Int32, String) {
-        let child = try ChildProcess(argv[0].hasPrefix("/") ? argv[0] : try which(argv[0]), Array(argv.dropFirst()))
-        let code = await child.wait()
-        // The drain thread may still be reading the last bytes: wait for the pipe to close.
-        _ = await child.output.wait(timeout: .seconds(5)) { _ in false }
-        return (code, child.output.all)
-    }
-
-    static func which(_ name: String) throws -> String {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let path = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        throw TestSupportError(description: "\(name) is not on PATH: scripts/setup.sh installs it")
-    }
 
     static func find(_ docs: [[String: Any]], _ kind: String, _ namePrefix: String) -> [String: Any]? {
         docs.first { $0["kind"] as? String == kind && ((($0["metadata"] as? [String: Any])?["name"] as? String)?.hasPrefix(namePrefix) ?? false) }
@@ -80,7 +65,7 @@ struct DeployTests {
         for dir in Self.kustomizations {
             let (text, docs) = try await Self.render(dir)
             let file = try temporaryFile(text)
-            let (code, output) = try await Self.run(["kubernetes-validate", "--strict", "--quiet", file])
+            let (code, output) = try await runTool(["kubernetes-validate", "--strict", "--quiet", file])
             #expect(code == 0, "\(dir): \(output)")
             #expect(!docs.isEmpty)
         }
@@ -220,10 +205,4 @@ struct DeployTests {
         let (refusedCode, refusedOutput) = try await J4Binary.run(args, environment: viewer)
         #expect(refusedCode != 0 && refusedOutput.contains("NOPERM"), "\(refusedOutput)")
     }
-}
-
-/// The status of `GET http://127.0.0.1:port/path`, or 0 when nothing answers.
-func httpStatus(port: Int, path: String) async throws -> Int {
-    let (code, output) = try await DeployTests.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:\(port)\(path)"])
-    return code == 0 ? Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 : 0
 }

@@ -12,7 +12,7 @@ extension EndToEndTests {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("j4-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let redisServer = try DeployTests.which("redis-server")
+        let redisServer = try which("redis-server")
         let ports = try freeLoopbackPorts(3, busOffset: 10000)
         var servers: [ChildProcess] = []
         defer { for s in servers { s.send(SIGKILL) } }
@@ -25,15 +25,15 @@ extension EndToEndTests {
         for port in ports {
             var last = ""
             try await waitFor("node \(port) up (redis-cli said: \(last))", timeout: .seconds(15), every: .milliseconds(100)) {
-                last = try await DeployTests.run(["redis-cli", "-p", String(port), "ping"]).1
+                last = try await runTool(["redis-cli", "-p", String(port), "ping"]).1
                 return last.contains("PONG")
             }
         }
-        let (created, output) = try await DeployTests.run(["redis-cli", "--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "0", "--cluster-yes"])
+        let (created, output) = try await runTool(["redis-cli", "--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "0", "--cluster-yes"])
         #expect(created == 0, "\(output)")
         for port in ports {
             try await waitFor("node \(port) to see the cluster ok", timeout: .seconds(20), every: .milliseconds(200)) {
-                try await DeployTests.run(["redis-cli", "-p", String(port), "cluster", "info"]).1.contains("cluster_state:ok")
+                try await runTool(["redis-cli", "-p", String(port), "cluster", "info"]).1.contains("cluster_state:ok")
             }
         }
         let url = "redis-cluster://" + ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
@@ -78,7 +78,7 @@ extension EndToEndTests {
             let s = try await J4Binary.summary(id, url: url)
             let started = s["started"] as? Int ?? -1
             // Each run's keys are on its node, and nowhere else.
-            let exists = try await DeployTests.run(["redis-cli", "-p", String(port), "exists", RunKeys(run: id).ctl]).1
+            let exists = try await runTool(["redis-cli", "-p", String(port), "exists", RunKeys(run: id).ctl]).1
             #expect(exists.contains("1"), "run \(id) on \(port)")
             figures.append("\(id)@\(port): started \(started), at the sink \(stats.by_run[id] ?? 0)")
             #expect(s["state"] as? String == "finished" && s["target"] as? Int == 300 && started == 300, "\(s)")

@@ -88,14 +88,10 @@ extension EndToEndTests {
         let shop = try await ExampleServer.start("checkout-server")
         let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 4, seconds: 6, shards: 4))
         let summaryPath = NSTemporaryDirectory() + "j4-prom-\(UUID().uuidString).json"
-        let run = try J4Binary.start(["run", file, "--quiet", "--metrics-port", "0", "--pool", "accounts=\(Self.accounts)", "--summary-json", summaryPath],
-                                     binary: Self.checkoutBinary)
-        guard let line = await run.output.wait(timeout: .seconds(30), until: { $0.contains("/metrics") }),
-              let range = line.range(of: #"http://127\.0\.0\.1:\d+/metrics"#, options: .regularExpression) else {
-            run.send(SIGKILL)
-            throw TestSupportError(description: "no metrics line: \(run.output.tail())")
-        }
-        let url = String(line[range])
+        let (run, port) = try await J4Binary.startListening(
+            ["run", file, "--quiet", "--metrics-port", "0", "--pool", "accounts=\(Self.accounts)", "--summary-json", summaryPath],
+            binary: Self.checkoutBinary, marker: "metrics on http://")
+        let url = "http://127.0.0.1:\(port)/metrics"
         // Mid-run: once iterations have been counted.
         var text = ""
         try await waitFor("iterations on /metrics", timeout: .seconds(20), every: .milliseconds(200)) {

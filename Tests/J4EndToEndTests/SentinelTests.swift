@@ -26,7 +26,7 @@ struct SentinelGroup {
     static func start() async throws -> SentinelGroup {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("j4-sentinel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let binary = try DeployTests.which("redis-server")
+        let binary = try which("redis-server")
         let ports = try freeLoopbackPorts(5)
         func server(_ port: Int, _ extra: [String]) throws -> ChildProcess {
             let d = dir.appendingPathComponent("r\(port)")
@@ -73,67 +73,6 @@ struct SentinelGroup {
         for c in [primary, replica] + sentinels { c.send(SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
-}
-
-/// A TCP socket bound to a free port on 127.0.0.1 and not listening: the port stays taken
-/// (connecting to it is refused) until the socket is closed.
-func bindLoopback(port wanted: Int = 0) throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(wanted).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &address) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard ok else {
-        close(fd)
-        throw TestSupportError(description: "no free port on 127.0.0.1")
-    }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
-}
-
-/// `count` different TCP ports on 127.0.0.1 that were free a moment ago (all held at once
-/// while choosing, so none is given twice); with `busOffset`, port + offset is free too and
-/// below 65536 (Redis Cluster's bus port is the port + 10000).
-func freeLoopbackPorts(_ count: Int, busOffset: Int? = nil) throws -> [Int] {
-    var held: [Int32] = []
-    defer { for fd in held { close(fd) } }
-    var ports: [Int] = []
-    for _ in 0..<(count * 50) where ports.count < count {
-        let (fd, port) = try bindLoopback()
-        held.append(fd)
-        guard let offset = busOffset else {
-            ports.append(port)
-            continue
-        }
-        guard port + offset <= 65535, let bus = try? bindLoopback(port: port + offset) else { continue }
-        held.append(bus.fd)
-        ports.append(port)
-    }
-    guard ports.count == count else { throw TestSupportError(description: "not \(count) free ports on 127.0.0.1") }
-    return ports
-}
-
-/// One supervisor (`s0`) and `workers` workers (`w0`…) on `url`.
-func startSupervisorAndWorkers(url: String, workers: Int, environment: [String: String] = [:]) throws -> [ChildProcess] {
-    var processes = [try J4Binary.start(["supervisor", "--redis", url, "--id", "s0"], environment: environment)]
-    for i in 0..<workers { processes.append(try J4Binary.start(["worker", "--redis", url, "--id", "w\(i)"], environment: environment)) }
-    return processes
-}
-
-/// A definition file: the http scenario at `rate`/s for `seconds` against `target`.
-func holdDefinition(rate: Int, seconds: Int, shards: Int, target: String) throws -> String {
-    try temporaryFile("""
-        name: hold
-        scenario: http
-        model: arrival-rate
-        start: \(rate)
-        stages: [{ duration: \(seconds)s, target: \(rate) }]
-        shards: \(shards)
-        params: { request: { url: "\(target)" } }
-        """)
 }
 
 // In the serialized end-to-end suite: a timed load test must not share two cores with another.

@@ -13,19 +13,9 @@ seconds=${2:-30}
 bench_install
 bench_build
 bench_redis 1
-"$J4_BIN" sink --port 0 --stall 10s:1s > "$BENCH_WORK/sink.out" 2>&1 &
-wait_for_file_text "$BENCH_WORK/sink.out" listening
-url=$(grep -o 'http://[0-9.:]*' "$BENCH_WORK/sink.out" | head -1)
-
-cat > "$BENCH_WORK/stall.yaml" <<YAML
-name: latency-truth
-scenario: http
-model: arrival-rate
-start: $rate
-stages: [{ duration: ${seconds}s, target: $rate }]
-shards: 16
-params: { request: { url: "$url/" } }
-YAML
+bench_sink --stall 10s:1s
+url=$SINK_URL
+hold_definition "$BENCH_WORK/stall.yaml" latency-truth "$rate" "$seconds" 16 "$url/"
 "$J4_BIN" run "$BENCH_WORK/stall.yaml" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/j4.json" > /dev/null 2>&1 || true
 # hey: -q is per worker; 10 workers at rate/10 each.
 hey -z "${seconds}s" -c 10 -q $((rate / 10)) "$url/" > "$BENCH_WORK/hey.txt" 2>&1 || true

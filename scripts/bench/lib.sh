@@ -65,16 +65,11 @@ http {
     location / { default_type text/plain; return 200 "ok\n"; }
     location /count/ { access_log $BENCH_WORK/count.log; default_type text/plain; return 200 "ok\n"; }
   }
-  server {
-    listen 127.0.0.1:$((port + 1)) http2;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
 }
 NGINX
   taskset -c "$core" /usr/sbin/nginx -c "$BENCH_WORK/nginx.conf" -p "$BENCH_WORK/nginx" 2>"$BENCH_WORK/nginx/start.err"
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
   NGINX_URL="http://127.0.0.1:$port"
-  NGINX_H2_URL="http://127.0.0.1:$((port + 1))"
 }
 
 # Lines in nginx's count log (requests to /count/...).
@@ -90,9 +85,49 @@ bench_redis() {
   REDIS_URL="unix://$BENCH_WORK/redis.sock"
 }
 
-# CPU seconds (user + system) a live process has used so far.
-cpu_seconds() {
-  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+# Stops redis-server started by bench_redis, and its socket, so the next bench_redis starts clean.
+bench_redis_stop() {
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  rm -f "$BENCH_WORK/redis.sock"
+}
+
+# Starts `j4 sink ARGS…` on a free loopback port; sets SINK_URL.
+bench_sink() {
+  "$J4_BIN" sink --port 0 "$@" > "$BENCH_WORK/sink.out" 2>&1 &
+  wait_for_file_text "$BENCH_WORK/sink.out" listening
+  SINK_URL=$(grep -o 'http://[0-9.:]*' "$BENCH_WORK/sink.out" | head -1)
+}
+
+# Starts `j4 supervisor` on REDIS_URL; sets SUPERVISOR_PID.
+bench_supervisor() {
+  "$J4_BIN" supervisor --redis "$REDIS_URL" --log-level error &
+  SUPERVISOR_PID=$!
+}
+
+# Waits until http://127.0.0.1:PORT/metrics answers (a j4 process with --metrics-port).
+wait_for_metrics() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/metrics" >/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# Stops j4 processes gracefully (SIGTERM) and waits for them.
+stop_processes() {
+  kill -TERM "$@" 2>/dev/null || true
+  wait "$@" 2>/dev/null || true
+}
+
+# Writes to FILE an arrival-rate run of the built-in http scenario: NAME, RATE/s for
+# SECONDS, SHARDS shards, against URL (MAX_IN_FLIGHT optional).
+hold_definition() {
+  local file=$1 name=$2 rate=$3 seconds=$4 shards=$5 url=$6 max=${7:-}
+  {
+    echo "name: $name"
+    echo "scenario: http"
+    echo "model: arrival-rate"
+    echo "start: $rate"
+    echo "stages: [{ duration: ${seconds}s, target: $rate }]"
+    echo "shards: $shards"
+    [ -n "$max" ] && echo "maxInFlight: $max"
+    echo "params: { request: { url: \"$url\" } }"
+  } > "$file"
 }
 
 # The median of the numbers on standard input.

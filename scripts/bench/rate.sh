@@ -17,8 +17,7 @@ echo "# rate precision: $rate/s for $seconds s, counted at nginx; $(nproc) cores
 echo "# workers expected at_nginx j4_started j4_dropped redis_calls_per_worker_second"
 for n in $counts; do
   bench_redis 1
-  "$J4_BIN" supervisor --redis "$REDIS_URL" --log-level error &
-  sup=$!
+  bench_supervisor
   ports=()
   pids=()
   for w in $(seq "$n"); do
@@ -27,18 +26,8 @@ for n in $counts; do
     pids+=($!)
     ports+=("$port")
   done
-  for port in "${ports[@]}"; do
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
-  done
-  cat > "$BENCH_WORK/rate.yaml" <<YAML
-name: rate-$n
-scenario: http
-model: arrival-rate
-start: $rate
-stages: [{ duration: ${seconds}s, target: $rate }]
-shards: 32
-params: { request: { url: "$NGINX_URL/count/$n" } }
-YAML
+  for port in "${ports[@]}"; do wait_for_metrics "$port"; done
+  hold_definition "$BENCH_WORK/rate.yaml" "rate-$n" "$rate" "$seconds" 32 "$NGINX_URL/count/$n"
   nginx_count_reset
   commands() {
     local total=0
@@ -50,25 +39,20 @@ YAML
   }
   run=$("$J4_BIN" submit "$BENCH_WORK/rate.yaml" --redis "$REDIS_URL")
   # Calls per worker-second while the run holds: from second 2 to second seconds-1.
-  "$J4_BIN" status "$run" --redis "$REDIS_URL" >/dev/null
   for _ in $(seq 100); do "$J4_BIN" status "$run" --redis "$REDIS_URL" | grep -q running && break; sleep 0.1; done
   sleep 2
   c0=$(commands); t0=$(date +%s.%N)
   sleep $((seconds - 3))
   c1=$(commands); t1=$(date +%s.%N)
-  "$J4_BIN" wait "$run" --redis "$REDIS_URL" >/dev/null 2>&1 || true
-  sleep 1
-  "$J4_BIN" status "$run" --redis "$REDIS_URL" --json > "$BENCH_WORK/status.json" 2>/dev/null || true
-  read -r started dropped < <(python3 -c "import json; d=json.load(open('$BENCH_WORK/status.json')); s=d.get('summary', d); print(s.get('started'), s.get('dropped'))" 2>/dev/null || echo "? ?")
+  # j4 wait returns once every worker has reported (the run is settled).
+  "$J4_BIN" wait "$run" --redis "$REDIS_URL" --json > "$BENCH_WORK/status.json" 2>/dev/null || true
+  read -r started dropped < <(python3 -c "import json; s=json.load(open('$BENCH_WORK/status.json')); print(s['started'], s['dropped'])" 2>/dev/null || echo "? ?")
   per=$(awk -v c="$((c1 - c0))" -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.2f", c / (b - a) / n }')
   echo "$n $((rate * seconds)) $(nginx_count) $started $dropped $per"
   # Where any drops were, per tick (t:<n>:d in the run's ticks hash).
   redis-cli -s "$BENCH_WORK/redis.sock" HGETALL "j4:{r:$run}:ticks" | paste - - | awk '$1 ~ /:d$/ && $2 > 0 { printf "#   dropped in tick %s: %s\n", $1, $2 }'
   grep -h "dropped iterations" "$BENCH_WORK"/worker-*.log | sed 's/^/#   /' || true
 
-  kill -TERM "${pids[@]}" "$sup" 2>/dev/null || true
-  wait "${pids[@]}" "$sup" 2>/dev/null || true
-  kill "$REDIS_PID" 2>/dev/null || true
-  wait "$REDIS_PID" 2>/dev/null || true
-  rm -f "$BENCH_WORK/redis.sock"
+  stop_processes "${pids[@]}" "$SUPERVISOR_PID"
+  bench_redis_stop
 done

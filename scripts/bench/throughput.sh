@@ -28,16 +28,7 @@ shards: $conns
 params: { request: { url: "$url" } }
 YAML
 # A rate no single core reaches: iterations beyond maxInFlight in flight are dropped.
-cat > "$BENCH_WORK/rate.yaml" <<YAML
-name: throughput-rate
-scenario: http
-model: arrival-rate
-start: 200000
-stages: [{ duration: ${seconds}s, target: 200000 }]
-shards: 64
-maxInFlight: $conns
-params: { request: { url: "$url" } }
-YAML
+hold_definition "$BENCH_WORK/rate.yaml" throughput-rate 200000 "$seconds" 64 "$url" "$conns"
 cat > "$BENCH_WORK/locustfile.py" <<'PY'
 from locust import FastHttpUser, constant, task
 class Tight(FastHttpUser):

@@ -13,12 +13,11 @@ echo "# memory per idle VU: built-in sleep scenario (10 s per iteration), one wo
 echo "# vus rss_before_kib rss_plateau_kib kib_per_vu vus_running"
 for n in $counts; do
   bench_redis 1
-  "$J4_BIN" supervisor --redis "$REDIS_URL" --log-level error &
-  sup=$!
+  bench_supervisor
   port=$(free_port)
-  "$J4_BIN" worker --redis "$REDIS_URL" --id "mem" --log-level error --metrics-port "$port" > /dev/null &
+  "$J4_BIN" worker --redis "$REDIS_URL" --id "mem" --log-level error --metrics-port "$port" > /dev/null 2>&1 &
   worker=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+  wait_for_metrics "$port"
   before=$(awk '/VmRSS/ {print $2}' "/proc/$worker/status")
   cat > "$BENCH_WORK/vus.yaml" <<YAML
 name: idle-vus-$n
@@ -40,9 +39,6 @@ YAML
   per=$(awk -v a="$before" -v b="$peak" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
   echo "$n $before $peak $per $running"
   "$J4_BIN" abort "$run" --redis "$REDIS_URL" >/dev/null 2>&1 || true
-  kill -TERM "$worker" "$sup" 2>/dev/null || true
-  wait "$worker" "$sup" 2>/dev/null || true
-  kill "$REDIS_PID" 2>/dev/null || true
-  wait "$REDIS_PID" 2>/dev/null || true
-  rm -f "$BENCH_WORK/redis.sock"
+  stop_processes "$worker" "$SUPERVISOR_PID"
+  bench_redis_stop
 done

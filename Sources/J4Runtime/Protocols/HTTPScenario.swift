@@ -87,6 +87,11 @@ public enum HTTPScenario {
         return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout), [])
     }
 
+    /// Throws ``UnexpectedStatus`` for a status outside `expect` (any 2xx when nil).
+    static func check(status: Int, expect: Set<Int>?) throws {
+        if !(expect?.contains(status) ?? (200..<300).contains(status)) { throw UnexpectedStatus(status: status) }
+    }
+
     static func isToken(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.allSatisfy { b in
             (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) || "!#$%&'*+-.^_`|~".utf8.contains(b)
@@ -113,12 +118,7 @@ public enum HTTPScenario {
             if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let response = try await client.execute(request, timeout: plan.timeout)
             for try await _ in response.body {}  // read the whole body, keep the connection
-            let status = Int(response.status.code)
-            if let expect = plan.expect {
-                if !expect.contains(status) { throw UnexpectedStatus(status: status) }
-            } else if !(200..<300).contains(status) {
-                throw UnexpectedStatus(status: status)
-            }
+            try check(status: Int(response.status.code), expect: plan.expect)
         }
     }
 }
@@ -149,22 +149,20 @@ struct LeanRequest: Sendable {
         guard let url = URL(string: plan.url), url.scheme?.lowercased() == "http", let host = url.host else { return nil }
         self.host = host
         port = url.port ?? 80
-        var target = url.path.isEmpty ? "/" : url.path
-        if let q = url.query { target += "?" + q }
-        // URL.path decodes percent-escapes; the request line needs the text as written.
-        if let range = plan.url.range(of: "://") {
-            let rest = plan.url[range.upperBound...]
-            if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
-                target = String(rest[slash...].prefix { $0 != "#" })
-                if target.hasPrefix("?") { target = "/" + target }
-            } else {
-                target = "/"
-            }
+        // The target as written (URL.path would decode percent-escapes): from the first / or ?
+        // after the authority, without a fragment.
+        var target = "/"
+        let rest = plan.url.drop { $0 != ":" }.dropFirst(3)
+        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
+            target = String(rest[slash...].prefix { $0 != "#" })
+            if target.hasPrefix("?") { target = "/" + target }
         }
         var head = "\(plan.method.rawValue) \(target) HTTP/1.1\r\n"
         let userHeaders = Set(plan.headers.map { $0.0.lowercased() })
         if !userHeaders.contains("host") { head += "host: \(url.port.map { "\(host):\($0)" } ?? host)\r\n" }
-        for (k, v) in plan.headers where k.lowercased() != "content-length" { head += "\(k): \(v)\r\n" }
+        // J4's own headers win, as with AsyncHTTPClient's replaceOrAdd: a user's copy is not sent.
+        let own = Set((vu.attributionHeaders.map(\.0) + IterationContext.iterationHeaderNames + ["traceparent", "content-length"]).map { $0.lowercased() })
+        for (k, v) in plan.headers where !own.contains(k.lowercased()) { head += "\(k): \(v)\r\n" }
         for (k, v) in vu.attributionHeaders { head += "\(k): \(v)\r\n" }
         prefix = Array(head.utf8)
         if let body = plan.body {
@@ -197,12 +195,7 @@ struct LeanRequest: Sendable {
             buffer.writeString(TraceContext.traceparent(traceID: iteration.traceID))
             buffer.writeStaticString("\r\n")
             buffer.writeBytes(request.suffix)
-            let status = try await connection.send(buffer, head: request.isHead, timeout: request.timeout)
-            if let expect = request.expect {
-                if !expect.contains(status) { throw UnexpectedStatus(status: status) }
-            } else if !(200..<300).contains(status) {
-                throw UnexpectedStatus(status: status)
-            }
+            try HTTPScenario.check(status: try await connection.send(buffer, head: request.isHead, timeout: request.timeout), expect: request.expect)
         }
     }
 }

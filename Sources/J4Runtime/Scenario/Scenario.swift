@@ -90,9 +90,12 @@ public struct IterationContext: Sendable {
     /// context (a gRPC interceptor).
     @TaskLocal public static var current: IterationContext?
 
+    /// The names of ``iterationHeaders``.
+    public static let iterationHeaderNames = ["x-j4-tick", "x-j4-shard", "x-j4-iteration"]
+
     /// `x-j4-tick`, `x-j4-shard` and `x-j4-iteration`.
     public var iterationHeaders: [(String, String)] {
-        [("x-j4-tick", String(tick)), ("x-j4-shard", String(shard)), ("x-j4-iteration", String(iteration))]
+        Array(zip(IterationContext.iterationHeaderNames, [String(tick), String(shard), String(iteration)]))
     }
 
     /// The VU's attribution headers plus the iteration's, so a server can attribute load and
