@@ -34,8 +34,10 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
+        // Nothing else of this process's reaches the child: its sockets (NIO opens them
+        // without close-on-exec) would otherwise stay open in the child, so a connection
+        // this process closes would not close until the child exits.
+        closeInheritedDescriptors(&actions)
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -186,3 +188,22 @@ public final class OutputDrain: @unchecked Sendable {
         return await wait(timeout: timeout) { $0.lowercased().contains(n) } != nil
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+/// module does not import; looked up once at run time.
+private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? =
+    dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }
+
+/// Adds to `actions` the closing in the child of every descriptor above stderr. Where glibc
+/// lacks `closefrom`, the descriptors open now are closed one by one.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    if let addCloseFrom {
+        _ = addCloseFrom(&actions, 3)
+        return
+    }
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in open.compactMap(Int32.init) where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+}
+

@@ -1,5 +1,7 @@
+import Foundation
 import Glibc
 import J4Runtime
+import J4TestSupport
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -138,5 +140,23 @@ struct LeanHTTPTests {
         let (fd, port) = try bindLoopback()
         defer { close(fd) }
         #expect(await leanGET(LeanHTTP1Connection(host: "127.0.0.1", port: port)) == "connect")
+    }
+
+    @Test("a child process started while connections are open inherits none of them: only stdin, stdout and stderr")
+    func childInheritsNoDescriptors() async throws {
+        // NIO opens sockets without close-on-exec. A child that inherited one (a worker or
+        // redis-server this process starts) kept a connection open after this process closed
+        // it, until the child exited: a server's close never reached its client.
+        let server = try await ScriptedServer([.silence])
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        async let status = leanGET(c, timeout: .seconds(30))
+        try await waitFor("the request at the server") { server.seen.requests.count == 1 }
+        let child = try ChildProcess("/bin/sleep", ["60"])
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd").sorted()
+        child.send(SIGKILL)
+        #expect(descriptors == ["0", "1", "2"])
+        c.close()
+        #expect(await status == "connection_closed")
+        await server.close()
     }
 }
