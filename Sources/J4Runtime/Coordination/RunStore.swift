@@ -59,10 +59,12 @@ public enum RunStore {
             String(definition.shards), String(definition.tickMs), String(definition.leaseTTLMs),
             String(curve.tickCount), String(target), String(definition.maxInFlight), String(curve.durationMs),
         ]
+        // The history index first: a user that may not submit (a worker, a supervisor, a
+        // viewer) is refused here by Redis's ACL, before anything of the run is written.
+        try await c.send(["ZADD", GlobalKeys.runs, "NX", String(Int64(Date().timeIntervalSince1970 * 1000)), id])
         let reply = try await c.evalScript(Scripts.submit, keys: [keys.ctl, keys.leases, keys.events], args: args)
         guard let a = reply.array, a.count == 2 else { throw RedisError.unexpectedReply("submit: \(reply)") }
         let replies = try await c.pipeline([
-            ["ZADD", GlobalKeys.runs, String(Int64(Date().timeIntervalSince1970 * 1000)), id],
             ["SADD", GlobalKeys.active, id],
             // Workers look for new runs when they hear this, not only at their slow poll.
             ["PUBLISH", GlobalKeys.signals, "\(id) pending 0"],

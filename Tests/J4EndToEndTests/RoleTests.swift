@@ -1,0 +1,110 @@
+import Foundation
+import J4Core
+import J4Redis
+import J4Runtime
+import J4TestSupport
+import Testing
+
+/// The ACL users of `deploy/k8s/base/users.acl` on a real redis-server: each role does its
+/// job with nothing denied, and what a role may not do is refused before anything is written.
+extension EndToEndTests {
+    static var aclFile: String {
+        get throws {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            return try String(contentsOf: root.appendingPathComponent("deploy/k8s/base/users.acl"), encoding: .utf8)
+        }
+    }
+
+    /// The placeholder password of `user` in the ACL file.
+    static func password(_ user: String, in acl: String) -> String {
+        let line = acl.split(separator: "\n").first { $0.hasPrefix("user \(user) ") } ?? ""
+        return line.split(separator: " ").first { $0.hasPrefix(">") }.map { String($0.dropFirst()) } ?? ""
+    }
+
+    @Test("ACL roles: worker, supervisor, submitter and viewer each do their job with no command denied; a viewer cannot stop, scale, abort or submit; a worker cannot submit")
+    func aclRoles() async throws {
+        let acl = try Self.aclFile
+        let redis = try await EmbeddedRedis.start(extraArguments: ["--aclfile", try temporaryFile(acl, suffix: ".acl")])
+        let sink = try await SinkProcess.start()
+        func env(_ role: String) -> [String: String] {
+            ["J4_REDIS_URL": redis.url, "J4_REDIS_USER": "j4-\(role)", "J4_REDIS_PASSWORD": Self.password("j4-\(role)", in: acl)]
+        }
+        func connection(_ role: String) -> RedisConnection {
+            RedisConnection(
+                endpoint: RedisEndpoint(address: .unix(path: redis.socketPath), user: "j4-\(role)", password: Self.password("j4-\(role)", in: acl)),
+                options: RedisConnectionOptions(clientName: "j4-test-\(role)"))
+        }
+        let admin = connection("admin")
+        var processes = [try J4Binary.start(["supervisor", "--id", "s0"], environment: env("supervisor"))]
+        for i in 0..<2 { processes.append(try J4Binary.start(["worker", "--id", "w\(i)"], environment: env("worker"))) }
+        try await waitFor("two workers connected", timeout: .seconds(15)) {
+            let clients = try await admin.send(["CLIENT", "LIST"]).string ?? ""
+            return (0..<2).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
+        }
+
+        // The submitter submits and scales; the viewer watches; the workers and the supervisor run it.
+        let file = try holdDefinition(rate: 100, seconds: 6, shards: 4, target: sink.url)
+        let (code, out) = try await J4Binary.run(["submit", file], environment: env("submitter"))
+        #expect(code == 0, "\(out)")
+        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let ctl = RunKeys(run: run).ctl
+        try await waitFor("the run to start", timeout: .seconds(15)) { try await admin.send(["HGET", ctl, "state"]).string == "running" }
+        for refused in [["stop", run], ["abort", run], ["scale", run, "--target", "500"], ["submit", file]] {
+            let (c, o) = try await J4Binary.run(refused, environment: env("viewer"))
+            #expect(c != 0 && o.contains("NOPERM"), "viewer \(refused[0]): \(o)")
+        }
+        #expect(try await admin.send(["HGET", ctl, "state"]).string == "running")
+        #expect(try await admin.send(["HGET", ctl, "scales"]).string == nil)
+        let viewerDenials = try await admin.send(["ACL", "LOG"]).array ?? []
+        // Redis groups repeated denials: one entry per (user, command), each the viewer's.
+        let users = viewerDenials.compactMap { entry -> String? in
+            let fields = entry.array?.compactMap(\.string) ?? []
+            return fields.firstIndex(of: "username").map { fields[$0 + 1] }
+        }
+        #expect(!users.isEmpty && users.allSatisfy { $0 == "j4-viewer" }, "\(viewerDenials)")
+        try await admin.send(["ACL", "LOG", "RESET"])
+        let (scaleCode, scaleOut) = try await J4Binary.run(["scale", run, "--target", "150"], environment: env("submitter"))
+        #expect(scaleCode == 0, "\(scaleOut)")
+        let (statusCode, statusOut) = try await J4Binary.run(["status", run], environment: env("viewer"))
+        #expect(statusCode == 0 && statusOut.contains(run), "\(statusOut)")
+        let (waitCode, waitOut) = try await J4Binary.run(["wait", run, "--timeout", "60s"], environment: env("viewer"))
+        #expect(waitCode == 0, "\(waitOut)")
+        let (reportCode, reportOut) = try await J4Binary.run(["report", run, "--format", "json"], environment: env("viewer"))
+        #expect(reportCode == 0, "\(reportOut)")
+        let summary = try await J4Binary.summary(run, url: redis.url, environment: env("viewer"))
+        let started = summary["started"] as? Int ?? -1
+        // Scaled up mid-run: more than 600, and every iteration J4 counts arrived at the sink.
+        #expect(started > 600 && started == summary["target"] as? Int, "\(summary)")
+        #expect(try await sink.stats().requests == Int64(started))
+        // Not one command of the run was denied to any role since.
+        let denied = try await admin.send(["ACL", "LOG"]).array ?? []
+        #expect(denied.isEmpty, "ACL LOG: \(denied)")
+
+        // What each role may not do is refused, and nothing is written.
+        let before = try await admin.send(["DBSIZE"]).string
+        let history = try await admin.send(["ZCARD", GlobalKeys.runs]).string
+        for role in ["worker", "supervisor", "viewer"] {
+            let (c, o) = try await J4Binary.run(["submit", file], environment: env(role))
+            #expect(c != 0 && o.contains("NOPERM"), "\(role) submit: \(o)")
+        }
+        for role in ["worker", "supervisor", "submitter", "viewer"] {
+            let c = connection(role)
+            await #expect(throws: RedisError.self, "\(role) writes outside j4:") { try await c.send(["SET", "not-j4", "x"]) }
+            await #expect(throws: RedisError.self, "\(role) reads outside j4:") { try await c.send(["GET", "not-j4"]) }
+            await #expect(throws: RedisError.self, "\(role) flushes") { try await c.send(["FLUSHALL"]) }
+            await c.close()
+        }
+        let worker = connection("worker")
+        await #expect(throws: RedisError.self, "a worker takes the supervisor's lock") { try await worker.send(["SET", GlobalKeys.leader, "w0", "PX", "60000"]) }
+        await #expect(throws: RedisError.self, "a worker indexes a run") { try await worker.send(["SADD", GlobalKeys.active, "x"]) }
+        await worker.close()
+        #expect(try await admin.send(["DBSIZE"]).string == before)
+        #expect(try await admin.send(["ZCARD", GlobalKeys.runs]).string == history)
+
+        for p in processes { p.send(SIGTERM) }
+        for p in processes { #expect(await p.wait() == 0) }
+        await admin.close()
+        await sink.stop()
+        await redis.stop()
+    }
+}
