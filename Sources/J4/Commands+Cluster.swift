@@ -180,14 +180,47 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Worker id (default: $J4_WORKER_ID; else $J4_POD_NAME or host name and pid, plus a boot nonce).") var id: String?
     @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).") var caFile: String?
+    @Option(name: .long, help: ArgumentHelp(
+        "Where this worker may send load: host names (*.example.com), addresses, CIDR networks, each optionally :PORT; repeatable or comma-separated (default: $J4_ALLOW_TARGETS; none: anywhere).",
+        valueName: "rules")) var allowTarget: [String] = []
+    @Option(name: .long, help: "Most iterations this worker starts per second, across its runs (default: $J4_MAX_RATE; none: no cap).") var maxRate: Int?
+    @Option(name: .customLong("max-vus"), help: "Most VUs busy at once on this worker, across its runs (default: $J4_MAX_VUS; none: no cap).") var maxVUs: Int?
     @OptionGroup var metricsOptions: MetricsOptions
 
+    /// The limits from the flags, else the environment; a bad value is named, with what is accepted.
+    func limits() throws -> WorkerLimits {
+        let env = ProcessInfo.processInfo.environment
+        var limits = WorkerLimits()
+        let rules = allowTarget.isEmpty ? (env["J4_ALLOW_TARGETS"].flatMap { $0.isEmpty ? nil : [$0] } ?? []) : allowTarget
+        if !rules.isEmpty {
+            do { limits.allowlist = try TargetAllowlist(parsing: rules) } catch { throw CLIError.invalid("\(error)") }
+        }
+        func cap(_ flag: Int?, _ name: String, _ variable: String) throws -> Int? {
+            if let flag {
+                guard flag > 0 else { throw CLIError.invalid("--\(name): \(flag) is not accepted; give a whole number above 0") }
+                return flag
+            }
+            guard let text = env[variable], !text.isEmpty else { return nil }
+            guard let value = Int(text), value > 0 else { throw CLIError.invalid("\(variable): \"\(text)\" is not accepted; give a whole number above 0") }
+            return value
+        }
+        limits.maxRate = try cap(maxRate, "max-rate", "J4_MAX_RATE")
+        limits.maxVUs = try cap(maxVUs, "max-vus", "J4_MAX_VUS")
+        return limits
+    }
+
     func run() async throws {
+        let limits = try self.limits()
         let logger = try redisOptions.logger("j4.worker")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
         let endpoint = try redisOptions.endpoint()
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
-        let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger)
+        let worker = Worker(id: id, endpoint: endpoint, catalog: J4CLI.catalog, http: http, logger: logger, limits: limits)
+        if let allowlist = limits.allowlist {
+            logger.info("load only to --allow-target", metadata: ["rules": "\(allowlist)"])
+        } else {
+            logger.warning("no --allow-target: this worker sends load wherever a run says")
+        }
         let metricsEndpoint = try await metricsOptions.start(ready: { worker.isConnected })
         defer { Task { await metricsEndpoint?.close() } }
         let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
@@ -209,12 +242,34 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Supervisor id (default: $J4_POD_NAME, or host name and pid).") var id: String?
+    @Option(name: .long, help: "Most iterations per second any one run may ask for; submit and scale refuse more (default: $J4_MAX_RUN_RATE; none: no ceiling).") var maxRunRate: String?
+    @Option(name: .customLong("max-run-vus"), help: "Most VUs any one run may ask for (default: $J4_MAX_RUN_VUS; none: no ceiling).") var maxRunVUs: String?
     @OptionGroup var metricsOptions: MetricsOptions
 
+    /// The ceiling from the flags, else the environment; a bad value is named, with what is accepted.
+    func limits() throws -> RunLimits {
+        let env = ProcessInfo.processInfo.environment
+        var limits = RunLimits()
+        if let text = maxRunRate ?? env["J4_MAX_RUN_RATE"], !text.isEmpty {
+            guard let value = Double(text), value > 0, value <= Double(DefinitionLimits.maxRate), abs((value * 1000).rounded() - value * 1000) < 1e-6 else {
+                throw CLIError.invalid("\(maxRunRate == nil ? "J4_MAX_RUN_RATE" : "--max-run-rate"): \"\(text)\" is not accepted; give iterations per second above 0, at most \(DefinitionLimits.maxRate), at most 3 decimals")
+            }
+            limits.maxRateMilli = Int64((value * 1000).rounded())
+        }
+        if let text = maxRunVUs ?? env["J4_MAX_RUN_VUS"], !text.isEmpty {
+            guard let value = Int64(text), value > 0, value <= DefinitionLimits.maxVUs else {
+                throw CLIError.invalid("\(maxRunVUs == nil ? "J4_MAX_RUN_VUS" : "--max-run-vus"): \"\(text)\" is not accepted; give a whole number of VUs from 1 to \(DefinitionLimits.maxVUs)")
+            }
+            limits.maxVUs = value
+        }
+        return limits
+    }
+
     func run() async throws {
+        let limits = try self.limits()
         let logger = try redisOptions.logger("j4.supervisor")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger)
+        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger, limits: limits)
         let metricsEndpoint = try await metricsOptions.start(ready: { supervisor.isConnected })
         defer { Task { await metricsEndpoint?.close() } }
         let trap = SignalTrap([SIGTERM, SIGINT]) { _ in supervisor.resign() }
@@ -263,7 +318,11 @@ struct ScaleCommand: AsyncParsableCommand {
         else {
             throw CLIError.invalid("--target \(target) is not accepted; use " + (vus ? "a whole number of VUs from 0 to \(limit)" : "iterations per second from 0 to \(limit), at most 3 decimals"))
         }
-        let (code, fromTick) = try await RunClient(run: run).scale(connection, targetMilli: Int64((value * 1000).rounded()), who: "cli:\(ProcessInfo.processInfo.hostName)")
+        let targetMilli = Int64((value * 1000).rounded())
+        if let problem = try await RunStore.limits(on: connection).problem(scaling: info.definition.model, to: targetMilli) {
+            throw CLIError.invalid("\(problem)")
+        }
+        let (code, fromTick) = try await RunClient(run: run).scale(connection, targetMilli: targetMilli, who: "cli:\(ProcessInfo.processInfo.hostName)")
         switch code {
         case "ok": print("\(run) target \(target)\(vus ? " VUs" : "/s") from tick \(fromTick)")
         case "not_running": throw CLIError.invalid("run \(run) is \(info.state.rawValue), not running; only a running run can be scaled")

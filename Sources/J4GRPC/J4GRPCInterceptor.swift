@@ -31,6 +31,8 @@ public struct J4GRPCInterceptor: ClientInterceptor {
         let step = vu.openStep("grpc " + context.descriptor.fullyQualifiedMethod)
         let response: StreamingClientResponse<Output>
         do {
+            // The transport has connected (the context names its peer); no request is sent yet.
+            try vu.targets.check(peer: context.remotePeer)
             response = try await next(request, context)
         } catch {
             step.end(errorClass: J4GRPCInterceptor.errorClass(error))
@@ -59,7 +61,8 @@ public struct J4GRPCInterceptor: ClientInterceptor {
     }
 
     static func errorClassOfOther(_ error: any Error) -> String {
-        error is CancellationError ? "cancelled" : "grpc"
+        if let classified = error as? any ClassifiedError { return classified.errorClass }
+        return error is CancellationError ? "cancelled" : "grpc"
     }
 }
 

@@ -48,6 +48,9 @@ public enum GlobalKeys {
     /// Pub/sub channel: `<run> <state> <stop_tick>` when a run is stopped or aborted, so that
     /// workers act at once instead of at their next claim.
     public static let signals = "j4:signals"
+    /// The cluster's ceiling on any one run (hash: max_rate_milli, max_vus), written by the
+    /// leading supervisor.
+    public static let limits = "j4:limits"
 }
 
 /// Keys of a shared data pool (`j4 pool load NAME FILE`). Pools are not a run's: every key

@@ -52,6 +52,8 @@ struct DeployTests {
             } else if let from = e["valueFrom"] as? [String: Any] {
                 if let ref = from["secretKeyRef"] as? [String: Any], let secret = ref["name"] as? String, let key = ref["key"] as? String {
                     env[name] = decodedSecret(find(docs, "Secret", secret))[key]
+                } else if let ref = from["configMapKeyRef"] as? [String: Any], let map = ref["name"] as? String, let key = ref["key"] as? String {
+                    env[name] = (find(docs, "ConfigMap", map)?["data"] as? [String: String])?[key]
                 } else if let field = (from["fieldRef"] as? [String: Any])?["fieldPath"] as? String, field == "metadata.name" {
                     env[name] = podName
                 }

@@ -133,6 +133,20 @@ struct GRPCTests {
         #expect(steps["grpc echo.Echo/Expand"]?.count == 1 && steps["grpc echo.Echo/Expand"]?.failed == 0)
         #expect(steps["grpc echo.Echo/Fail"]?.failed == 1 && steps["grpc echo.Echo/Fail"]?.errors == ["grpc_unavailable": 1])
 
+        // A VU whose worker may not send to this server: the RPC is refused before it is sent.
+        let callsBefore = seen.calls.withLock { $0.count }
+        let refusals = Mutex(0)
+        let guarded = VUContext(run: "r1", worker: "w1", vu: 8, params: .null, logger: Logger(label: "test"), http: HTTPClient.shared,
+                                metrics: ScenarioMetrics(recorder: recorder) { 100 },
+                                targets: TargetGuard(allowlist: try TargetAllowlist(parsing: ["127.0.0.1:\(port == 1 ? 2 : 1)"])) { _ in refusals.withLock { $0 += 1 } })
+        for _ in 0..<2 {
+            await #expect(throws: (any Error).self) { try await guarded.run { try await client.get("refused") } }
+        }
+        #expect(seen.calls.withLock { $0.count } == callsBefore)
+        #expect(refusals.withLock { $0 } == 1)
+        let refused = Dictionary(recorder.drain().flatMap(\.fields), uniquingKeysWith: +)
+        #expect(RunSummary.scenarioMetrics(refused.mapValues(String.init)).0["grpc echo.Echo/Get"]?.errors == ["target_refused": 2])
+
         grpc.beginGracefulShutdown()
         try await connections.value
         server.beginGracefulShutdown()

@@ -59,6 +59,9 @@ public enum RunStore {
             String(definition.shards), String(definition.tickMs), String(definition.leaseTTLMs),
             String(curve.tickCount), String(target), String(definition.maxInFlight), String(curve.durationMs),
         ]
+        // The cluster's ceiling on a run, if its supervisor publishes one.
+        let over = try await limits(on: c).problems(definition)
+        if !over.isEmpty { throw DefinitionError(problems: over) }
         // The history index first: a user that may not submit (a worker, a supervisor, a
         // viewer) is refused here by Redis's ACL, before anything of the run is written.
         try await c.send(["ZADD", GlobalKeys.runs, "NX", String(Int64(Date().timeIntervalSince1970 * 1000)), id])
@@ -71,6 +74,22 @@ public enum RunStore {
         ])
         for r in replies { if case .error(let e) = r { throw RedisError.fromReply(e) } }
         return id
+    }
+
+    /// The cluster's ceiling on any one run, as the leading supervisor published it.
+    public static func limits(on c: RedisConnection) async throws -> RunLimits {
+        let values = try await c.send(["HMGET", GlobalKeys.limits, "max_rate_milli", "max_vus"]).array ?? []
+        func number(_ i: Int) -> Int64? { values.count > i ? values[i].string.flatMap { Int64($0) } : nil }
+        return RunLimits(maxRateMilli: number(0), maxVUs: number(1))
+    }
+
+    /// Publishes `limits` as the cluster's ceiling (none: removes it).
+    public static func publish(_ limits: RunLimits, on c: RedisConnection) async throws {
+        var fields: [String] = []
+        if let r = limits.maxRateMilli { fields += ["max_rate_milli", String(r)] }
+        if let v = limits.maxVUs { fields += ["max_vus", String(v)] }
+        try await c.send(["DEL", GlobalKeys.limits])
+        if !fields.isEmpty { try await c.send(["HSET", GlobalKeys.limits] + fields) }
     }
 
     /// FNV-1a, 64 bits, in hex: the definition hash that makes submit idempotent.

@@ -103,6 +103,8 @@ public enum HTTPScenario {
         guard let plan = plan(vu.params).0 else {
             throw ScenarioSetupError(message: "params of the http scenario do not validate: " + plan(vu.params).1.map(\.description).joined(separator: "; "))
         }
+        // Refused here, at setup: no connection is opened, no request sent.
+        try vu.targets.check(url: plan.url)
         if let lean = LeanRequest(plan: plan, vu: vu) { return lean.iteration(vu) }
         var base = HTTPClientRequest(url: plan.url)
         base.method = plan.method

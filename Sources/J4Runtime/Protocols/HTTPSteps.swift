@@ -92,6 +92,7 @@ extension VUContext {
     func exchange(
         _ request: HTTPClientRequest, timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int, traceID: String, extraHeaders: [(String, String)]
     ) async throws -> HTTPResult {
+        try targets.check(url: request.url)
         var request = request
         for (k, v) in attributionHeaders + extraHeaders { request.headers.replaceOrAdd(name: k, value: v) }
         request.headers.replaceOrAdd(name: "traceparent", value: TraceContext.traceparent(traceID: traceID))

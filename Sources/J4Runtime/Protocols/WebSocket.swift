@@ -68,6 +68,7 @@ extension VUContext {
             // The handshake is the step `<name> connect`.
             let handshake = openStep(name + " connect")
             do {
+                try targets.check(url: url)
                 try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
                     handshake.end(errorClass: nil)
                     channel.up(outbound)

@@ -26,6 +26,9 @@ public final class VUContext: Sendable {
     public let http: HTTPClient
     /// Custom metrics: counters and duration histograms, merged across the cluster.
     public let metrics: ScenarioMetrics
+    /// Where this worker may send load (`--allow-target`): J4's protocol clients check every
+    /// target with it before sending; a scenario opening connections of its own should too.
+    public let targets: TargetGuard
 
     struct Lifetime {
         var tasks: [Int: Task<Void, Never>] = [:]
@@ -38,12 +41,15 @@ public final class VUContext: Sendable {
     let items = Mutex<[PoolItem]>([])
 
     /// A VU whose metrics go to `metrics` (without pools: ``pool(_:)`` then throws ``NoSuchPool``).
-    public convenience init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics) {
-        self.init(run: run, worker: worker, vu: vu, params: params, logger: logger, http: http, metrics: metrics, pools: nil)
+    public convenience init(
+        run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, targets: TargetGuard = .open
+    ) {
+        self.init(run: run, worker: worker, vu: vu, params: params, logger: logger, http: http, metrics: metrics, pools: nil, targets: targets)
     }
 
-    init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: PoolKeeper?) {
+    init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: PoolKeeper?, targets: TargetGuard) {
         self.pools = pools
+        self.targets = targets
         attributionHeaders = VUContext.attribution(run: run, worker: worker, vu: vu)
         self.run = run
         self.worker = worker

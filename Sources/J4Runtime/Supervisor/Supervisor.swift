@@ -32,8 +32,12 @@ public final class Supervisor: Sendable {
     let runsGauge: Gauge
 
     /// A supervisor with its own connection to `endpoint`.
-    public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3)) {
+    /// The ceiling on any one run this supervisor publishes when it leads, and enforces.
+    public let limits: RunLimits
+
+    public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3), limits: RunLimits = RunLimits()) {
         self.id = id
+        self.limits = limits
         self.connection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-supervisor:\(id)"))
         var l = logger
         l[metadataKey: "supervisor"] = "\(id)"
@@ -56,6 +60,8 @@ public final class Supervisor: Sendable {
                 let nowLeading = r.array?.first?.int == 1
                 if nowLeading != leading {
                     logger.info(nowLeading ? "leading" : "standing by")
+                    // The leader's ceiling is the cluster's: submit and scale read it.
+                    if nowLeading { try await RunStore.publish(limits, on: connection) }
                     leading = nowLeading
                 }
                 reachable.store(true, ordering: .relaxed)
@@ -90,13 +96,22 @@ public final class Supervisor: Sendable {
                 try await supervise(run)
             } catch let e as CorruptRunError {
                 logger.error("marking a run failed: its data cannot be used", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
-                _ = try? await connection.pipeline([
-                    ["HSET", RunKeys(run: run).ctl, "state", RunState.failed.rawValue, "failure", e.reason],
-                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", e.reason],
-                    ["SREM", GlobalKeys.active, run],
-                ])
+                await fail(run, reason: e.reason)
+            } catch let e as DefinitionError {
+                logger.error("marking a run failed: it asks for more than this cluster allows", metadata: ["run": "\(run)", "reason": "\(e.problems.map(\.description).joined(separator: "; "))"])
+                await fail(run, reason: e.problems.map(\.description).joined(separator: "; "))
             }
         }
+    }
+
+    /// Marks `run` failed with `reason` (its state, an event) and takes it out of the active set.
+    func fail(_ run: String, reason: String) async {
+                _ = try? await connection.pipeline([
+                    ["HSET", RunKeys(run: run).ctl, "state", RunState.failed.rawValue, "failure", reason],
+                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", reason],
+                    ["SREM", GlobalKeys.active, run],
+                ])
+                _ = curves.withLock { $0.removeValue(forKey: run) }
     }
 
     func supervise(_ run: String) async throws {
@@ -105,6 +120,12 @@ public final class Supervisor: Sendable {
             try await RunStore.deactivate(run, on: connection)
             return
         }
+        // A run above the ceiling (written past submit and scale) never gets a plan.
+        var over = limits.problems(info.definition)
+        for scale in info.scales {
+            if let p = limits.problem(scaling: info.definition.model, to: scale.targetMilli) { over.append(p) }
+        }
+        if !over.isEmpty, info.state.isLive { throw DefinitionError(problems: over) }
         let client = RunClient(run: run)
         let curve = curves.withLock { c -> Curve in
             if let (hash, _, scales, cv) = c[run], hash == info.hash, scales == info.scales { return cv }

@@ -106,8 +106,14 @@ final class RunWorker: Sendable {
     /// How far behind its intended start an iteration may still start: max(20 ms, tick / 10).
     var lateTolerance: Duration { max(.milliseconds(20), tick / 10) }
 
-    init(info: RunInfo, worker: String, scenario: Scenario, connections: WorkerConnections, http: HTTPClient, logger: Logger) {
+    let caps: WorkerCaps
+    let targets: TargetGuard
+    /// Caps this run has met here, each reported once (an event and a log line).
+    let capsMet = Mutex<Set<String>>([])
+
+    init(info: RunInfo, worker: String, scenario: Scenario, connections: WorkerConnections, http: HTTPClient, logger: Logger, caps: WorkerCaps) {
         run = info.id
+        self.caps = caps
         self.worker = worker
         definition = info.definition
         curveState = Mutex((info.generation, info.curve))
@@ -122,6 +128,22 @@ final class RunWorker: Sendable {
         state = Mutex(State(stopTick: min(info.stopTick, info.ticks)))
         pools = PoolKeeper(connection: connections.control, worker: worker, ttl: .milliseconds(info.definition.leaseTTLMs), logger: l)
         telemetry = Telemetry(run: info.id, scenario: info.definition.scenario)
+        let events = RunKeys(run: info.id).events
+        let control = connections.control
+        targets = TargetGuard(allowlist: caps.limits.allowlist) { [l, worker] refusal in
+            l.error("refused a target outside --allow-target; nothing is sent to it", metadata: ["target": "\(refusal.target)", "reason": "\(refusal.reason)"])
+            Task { _ = try? await control.send(["XADD", events, "MAXLEN", "~", "1000", "*", "type", "target_refused", "worker", worker, "target", refusal.target, "reason", refusal.reason]) }
+        }
+    }
+
+    /// Reports the first time this run meets one of the worker's caps here.
+    func capMet(_ cap: String, _ value: Int) {
+        guard capsMet.withLock({ $0.insert(cap).inserted }) else { return }
+        logger.warning("this worker's cap holds the run back", metadata: ["cap": "\(cap)", "value": "\(value)"])
+        let events = RunKeys(run: run).events
+        Task { [connections, worker] in
+            _ = try? await connections.control.send(["XADD", events, "MAXLEN", "~", "1000", "*", "type", "capped", "worker", worker, "cap", cap, "value", String(value)])
+        }
     }
 
     // MARK: - Life
@@ -496,7 +518,7 @@ final class RunWorker: Sendable {
     }
 
     func makeContext(vu: Int64) -> VUContext {
-        VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http, metrics: scenarioMetrics, pools: pools)
+        VUContext(run: run, worker: worker, vu: vu, params: definition.params, logger: logger, http: http, metrics: scenarioMetrics, pools: pools, targets: targets)
     }
 
     /// Arrival-rate: an idle VU, or a new one set up now. At most `maxInFlight` exist, since
@@ -581,12 +603,16 @@ final class RunWorker: Sendable {
                     if n >= s.stopTick || (s.leaving && n > s.leaveTick) || now >= end { return "tick over" }
                     guard let lease = s.leases[shard], lease.handedOff || lease.validUntil > now else { return "lease" }
                     if s.inFlight >= definition.maxInFlight { return "maxInFlight" }
+                    if !caps.takeStart(second: second) { return "max-rate" }
+                    if !caps.takeVU() { return "max-vus" }
                     s.inFlight += 1
                     return nil
                 }
                 if let refusal {
                     dropped[second, default: 0] += 1
                     why[refusal, default: 0] += 1
+                    if refusal == "max-rate" { capMet(refusal, caps.limits.maxRate ?? 0) }
+                    if refusal == "max-vus" { capMet(refusal, caps.limits.maxVUs ?? 0) }
                     continue
                 }
                 metrics.add("started", second: second)
@@ -607,7 +633,7 @@ final class RunWorker: Sendable {
                         try await vu.context.run { try await runIteration(vu.body, context) }
                     } catch {
                         ok = false
-                        errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { _ in "setup" } ?? errorClass(of: error)
+                        errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { $0.underlying is TargetRefused ? "target_refused" : "setup" } ?? errorClass(of: error)
                         if let failed = error as? SetupFailed { logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"]) }
                     }
                     let doneAt = ContinuousClock.now
@@ -616,6 +642,7 @@ final class RunWorker: Sendable {
                     metrics.noteSlow(latencyUs: MetricsRecorder.micros(latency), member: "\(traceID) \(worker) \(vuNumber) \(iteration) \(Int64(intendedMs))")
                     telemetry.iteration(ok: ok, took: latency)
                     state.withLock { $0.inFlight -= 1 }
+                    caps.returnVU()
                 }
             }
             if !why.isEmpty {
@@ -640,16 +667,22 @@ final class RunWorker: Sendable {
             for j in wanted where s.vuTasks[j] != nil { s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end) }
         }
         do { try await RunWorker.sleep(until: begin) } catch {}
+        var capped = false
         let running = state.withLock { s -> Int in
             guard !s.aborted, !(s.leaving && n > s.leaveTick), n < s.stopTick else { return s.vuTasks.count }
             for j in wanted {
-                s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end)
                 if s.vuTasks[j] == nil {
+                    guard caps.takeVU() else {
+                        capped = true
+                        continue
+                    }
                     s.vuTasks[j] = Task { await runVU(j) }
                 }
+                s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end)
             }
             return s.vuTasks.count
         }
+        if capped { capMet("max-vus", caps.limits.maxVUs ?? 0) }
         telemetry.gauge("j4_vus", Double(running))
     }
 
@@ -659,6 +692,7 @@ final class RunWorker: Sendable {
         let context = makeContext(vu: j)
         await loopVU(j, context)
         await context.end()
+        caps.returnVU()
         let running = state.withLock { s in
             s.vuTasks.removeValue(forKey: j)
             return s.vuTasks.count
@@ -674,7 +708,7 @@ final class RunWorker: Sendable {
         } catch {
             let second = Int64((clock.serverMs(at: .now) ?? 0) / 1000)
             metrics.add("started", second: second)
-            metrics.finished(second: second, ok: false, errorClass: "setup", latencyUs: 0)
+            metrics.finished(second: second, ok: false, errorClass: error is TargetRefused ? "target_refused" : "setup", latencyUs: 0)
             logger.warning("VU setup failed", metadata: ["vu": "\(j)", "error": "\(error)"])
             return
         }

@@ -31,7 +31,13 @@ public final class Worker: Sendable {
     public var isConnected: Bool { reachable.load(ordering: .relaxed) }
 
     /// A worker with its own connections to `endpoint`.
-    public init(id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5)) {
+    let caps: WorkerCaps
+
+    public init(
+        id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5),
+        limits: WorkerLimits = .none
+    ) {
+        caps = WorkerCaps(limits)
         self.id = id
         self.catalog = catalog
         self.connections = WorkerConnections(endpoint: endpoint, worker: id)
@@ -143,7 +149,7 @@ public final class Worker: Sendable {
             state.withLock { _ = $0.ignored.insert(run) }
             return
         }
-        let rw = RunWorker(info: info, worker: id, scenario: scenario, connections: connections, http: http, logger: logger)
+        let rw = RunWorker(info: info, worker: id, scenario: scenario, connections: connections, http: http, logger: logger, caps: caps)
         logger.info("joining run", metadata: ["run": "\(run)", "scenario": "\(scenario.name)", "model": "\(info.definition.model.rawValue)"])
         state.withLock { s in
             let task = Task {
