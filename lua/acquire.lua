@@ -14,7 +14,7 @@
 -- ARGV[4...] shard, token: the leases the caller believes it holds
 -- Reply: {now_ms, state, gen, start_ms (-1 before start), stop_tick, cap, live_workers,
 --         held_count, shard, token, expiry_ms, ... , lost_count, shard, ...}
--- Errors: J4_NO_RUN (no such run)
+-- Errors: J4_NO_RUN (no such run), J4_CORRUPT (the leases set is missing)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -25,6 +25,8 @@ local state, shards, ttl = c[1], tonumber(c[2]), tonumber(c[3])
 local live_state = (state == 'pending' or state == 'running' or state == 'stopping')
 local may_take = (state == 'pending' or state == 'running')
 local worker = ARGV[1]
+-- Every shard has a member in leases from submit on: an empty set is a broken run.
+if live_state and redis.call('ZCARD', KEYS[2]) == 0 then return redis.error_reply('J4_CORRUPT the leases set is missing') end
 
 if live_state then redis.call('ZADD', KEYS[4], now, worker) end
 local live = redis.call('ZCOUNT', KEYS[4], now - ttl, '+inf')

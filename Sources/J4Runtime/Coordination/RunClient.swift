@@ -73,36 +73,66 @@ public struct RunClient: Sendable {
     /// A client for run `run`.
     public init(run: String) { keys = RunKeys(run: run) }
 
+    /// Runs `script`; an error that says the run's data is unusable (a key of the wrong type,
+    /// ctl missing, a field a script cannot use as a number) becomes ``CorruptRunError``, so
+    /// that the run is failed and not retried forever. Unreachable Redis, ACL refusals and
+    /// the like stay as they are.
+    func eval(_ c: RedisConnection, _ script: LuaScript, keys: [String], args: [String]) async throws -> RedisValue {
+        do {
+            return try await c.evalScript(script, keys: keys, args: args)
+        } catch let e as RedisError {
+            guard let reason = RunClient.corruption(e) else { throw e }
+            throw CorruptRunError(run: self.keys.run, reason: "\(script.name).lua: \(reason)")
+        }
+    }
+
+    /// Why `error` means unusable run data, or nil.
+    static func corruption(_ error: RedisError) -> String? {
+        guard case .server(let code, let message) = error else { return nil }
+        switch code {
+        case "WRONGTYPE": return "a key of the run has the wrong type (\(message))"
+        case "J4_NO_RUN": return "the run's ctl hash is missing"
+        case "J4_CORRUPT": return String(message.dropFirst("J4_CORRUPT ".count))
+        case "ERR" where message.contains("user_script") || message.contains("not an integer") || message.contains("not a valid float"):
+            return "a field of the run is not what the script needs (\(message))"
+        default: return nil
+        }
+    }
+
+    /// A reply that does not have the script's shape: a field it returned was unusable.
+    func corrupt(_ what: String) -> CorruptRunError {
+        CorruptRunError(run: keys.run, reason: "unusable reply from \(what)")
+    }
+
     static func pairs(_ shards: [(Int, String)]) -> [String] {
         shards.flatMap { [String($0.0), $0.1] }
     }
 
     /// acquire.lua: heartbeat, renew, and (with `take`) take shards up to the fair share.
     public func acquire(_ c: RedisConnection, worker: String, nonce: String, take: Bool, held: [(Int, String)]) async throws -> LeaseReply {
-        let r = try await c.evalScript(Scripts.acquire, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, nonce, take ? "1" : "0"] + RunClient.pairs(held))
-        return try RunClient.leaseReply(r)
+        let r = try await eval(c, Scripts.acquire, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, nonce, take ? "1" : "0"] + RunClient.pairs(held))
+        return try leaseReply(r)
     }
 
     /// renew.lua: heartbeat and renew only.
     public func renew(_ c: RedisConnection, worker: String, held: [(Int, String)]) async throws -> LeaseReply {
-        let r = try await c.evalScript(Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker] + RunClient.pairs(held))
-        return try RunClient.leaseReply(r)
+        let r = try await eval(c, Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker] + RunClient.pairs(held))
+        return try leaseReply(r)
     }
 
     /// release.lua: hands leases back; returns how many were still the caller's.
     @discardableResult
     public func release(_ c: RedisConnection, worker: String, reason: String, shards: [(Int, String)]) async throws -> Int {
-        let r = try await c.evalScript(Scripts.release, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, reason] + RunClient.pairs(shards))
+        let r = try await eval(c, Scripts.release, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, reason] + RunClient.pairs(shards))
         return Int(r.int ?? 0)
     }
 
     /// claim.lua: claims tick `tick` for the given leases.
     public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
-        let r = try await c.evalScript(
-            Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers, keys.events],
+        let r = try await eval(c, Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers, keys.events],
             args: [worker, String(tick), RedisConnection.primaryArgument] + RunClient.pairs(shards))
         guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 3 * Int(n) || a.count == 7 + 3 * Int(n) else {
-            throw RedisError.unexpectedReply("claim: \(r)")
+            throw corrupt("claim: \(r)")
         }
         var statuses: [Int: ClaimReply.Status] = [:]
         var renewed: Set<Int> = []
@@ -118,15 +148,15 @@ public struct RunClient: Sendable {
     /// flush.lua: adds one second's metrics; false when this sequence number was already added.
     @discardableResult
     public func flush(_ c: RedisConnection, worker: String, seq: Int64, second: Int64, fields: [(String, Int64)]) async throws -> Bool {
-        let r = try await c.evalScript(Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks, keys.slow], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
+        let r = try await eval(c, Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks, keys.slow], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
         return r.int == 1
     }
 
     /// plan.lua: publishes plan values from `from`; starts a pending run `leadMs` from now.
     public func plan(_ c: RedisConnection, holder: String, token: String, ttlMs: Int64, leadMs: Int64, from: Int64, values: [Int64]) async throws -> PlanReply {
-        let r = try await c.evalScript(Scripts.plan, keys: [keys.ctl, keys.plan, keys.events], args: [holder, token, String(ttlMs), String(leadMs), String(from)] + values.map(String.init))
+        let r = try await eval(c, Scripts.plan, keys: [keys.ctl, keys.plan, keys.events], args: [holder, token, String(ttlMs), String(leadMs), String(from)] + values.map(String.init))
         guard let a = r.array, a.count == 4, let now = a[0].int, let code = a[1].string, let state = a[2].string.flatMap(RunState.init(rawValue:)), let start = a[3].int else {
-            throw RedisError.unexpectedReply("plan: \(r)")
+            throw corrupt("plan: \(r)")
         }
         return PlanReply(nowMs: now, code: code, state: state, startMs: start < 0 ? nil : start)
     }
@@ -134,51 +164,51 @@ public struct RunClient: Sendable {
     /// stop.lua in mode `stop` (a person's request) or `finish` (the supervisor, at the end).
     @discardableResult
     public func stop(_ c: RedisConnection, mode: String, who: String) async throws -> (RunState, Int64) {
-        let r = try await c.evalScript(Scripts.stop, keys: [keys.ctl, keys.events], args: [mode, who, GlobalKeys.signals])
-        return try RunClient.stateReply(r)
+        let r = try await eval(c, Scripts.stop, keys: [keys.ctl, keys.events], args: [mode, who, GlobalKeys.signals])
+        return try stateReply(r)
     }
 
     /// abort.lua: the kill switch.
     @discardableResult
     public func abort(_ c: RedisConnection, who: String, reason: String) async throws -> (RunState, Int64) {
-        let r = try await c.evalScript(Scripts.abort, keys: [keys.ctl, keys.events], args: [who, reason, GlobalKeys.signals])
-        return try RunClient.stateReply(r)
+        let r = try await eval(c, Scripts.abort, keys: [keys.ctl, keys.events], args: [who, reason, GlobalKeys.signals])
+        return try stateReply(r)
     }
 
     /// scale.lua: a constant target from the first unfrozen tick on; the code and that tick.
     public func scale(_ c: RedisConnection, targetMilli: Int64, who: String) async throws -> (code: String, fromTick: Int64) {
-        let r = try await c.evalScript(Scripts.scale, keys: [keys.ctl, keys.plan, keys.events], args: [String(targetMilli), who])
-        guard let a = r.array, a.count == 2, let code = a[0].string, let k = a[1].int else { throw RedisError.unexpectedReply("scale: \(r)") }
+        let r = try await eval(c, Scripts.scale, keys: [keys.ctl, keys.plan, keys.events], args: [String(targetMilli), who])
+        guard let a = r.array, a.count == 2, let code = a[0].string, let k = a[1].int else { throw corrupt("scale: \(r)") }
         return (code, k)
     }
 
     /// reap.lua: dead workers and expired leases out of the live sets.
     @discardableResult
     public func reap(_ c: RedisConnection, limit: Int = 100) async throws -> (deadWorkers: Int, expiredLeases: Int) {
-        let r = try await c.evalScript(Scripts.reap, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [String(limit)])
-        guard let a = r.array, a.count == 2 else { throw RedisError.unexpectedReply("reap: \(r)") }
+        let r = try await eval(c, Scripts.reap, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [String(limit)])
+        guard let a = r.array, a.count == 2 else { throw corrupt("reap: \(r)") }
         return (Int(a[0].int ?? 0), Int(a[1].int ?? 0))
     }
 
-    static func stateReply(_ r: RedisValue) throws -> (RunState, Int64) {
+    func stateReply(_ r: RedisValue) throws -> (RunState, Int64) {
         guard let a = r.array, a.count == 2, let s = a[0].string.flatMap(RunState.init(rawValue:)), let t = a[1].int else {
-            throw RedisError.unexpectedReply("\(r)")
+            throw corrupt("\(r)")
         }
         return (s, t)
     }
 
-    static func leaseReply(_ r: RedisValue) throws -> LeaseReply {
+    func leaseReply(_ r: RedisValue) throws -> LeaseReply {
         guard let a = r.array, a.count >= 9, let now = a[0].int, let state = a[1].string.flatMap(RunState.init(rawValue:)),
               let gen = a[2].int, let start = a[3].int, let stop = a[4].int, let cap = a[5].int, let live = a[6].int, let n = a[7].int
-        else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+        else { throw corrupt("lease reply: \(r)") }
         var held: [Int: (token: String, expiryMs: Int64)] = [:]
         var i = 8
         for _ in 0..<Int(n) {
-            guard i + 2 < a.count, let s = a[i].int, let token = a[i + 1].string, let exp = a[i + 2].int else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+            guard i + 2 < a.count, let s = a[i].int, let token = a[i + 1].string, let exp = a[i + 2].int else { throw corrupt("lease reply: \(r)") }
             held[Int(s)] = (token, exp)
             i += 3
         }
-        guard i < a.count, let nl = a[i].int, a.count == i + 1 + Int(nl) else { throw RedisError.unexpectedReply("lease reply: \(r)") }
+        guard i < a.count, let nl = a[i].int, a.count == i + 1 + Int(nl) else { throw corrupt("lease reply: \(r)") }
         let lost = a[(i + 1)...].compactMap { $0.int.map(Int.init) }
         return LeaseReply(nowMs: now, state: state, generation: gen, startMs: start < 0 ? nil : start, stopTick: stop, cap: Int(cap), liveWorkers: Int(live), held: held, lost: lost)
     }

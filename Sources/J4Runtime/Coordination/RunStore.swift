@@ -144,6 +144,20 @@ public enum RunStore {
         return try parse(run: run, ctl: h, reusing: known)
     }
 
+    /// Marks `run` failed with `reason`: its state and `failure` field, a `failed` event, and,
+    /// when `deactivate` (a supervisor or a person, not a worker), out of the active set with
+    /// a signal to the workers. Each command stands alone, so one that meets a broken key does
+    /// not keep the others from being written.
+    public static func markFailed(_ run: String, reason: String, by who: String, deactivate: Bool, on c: RedisConnection) async {
+        let keys = RunKeys(run: run)
+        var commands = [
+            ["HSET", keys.ctl, "state", RunState.failed.rawValue, "failure", reason],
+            ["XADD", keys.events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", who, "reason", reason],
+        ]
+        if deactivate { commands += [["SREM", GlobalKeys.active, run], ["PUBLISH", GlobalKeys.signals, "\(run) failed 0"]] }
+        _ = try? await c.pipeline(commands)
+    }
+
     /// Checks a ctl hash field by field; the error names the field.
     static func parse(run: String, ctl h: [String: String], reusing known: KnownDefinition? = nil) throws -> RunInfo {
         func bad(_ why: String) -> CorruptRunError { CorruptRunError(run: run, reason: why) }
@@ -151,26 +165,43 @@ public enum RunStore {
         guard let s = h["state"], let state = RunState(rawValue: s) else { throw bad("state \(h["state"] ?? "missing") is unknown") }
         guard let text = h["definition"] else { throw bad("definition is missing") }
         guard let hash = h["hash"] else { throw bad("hash is missing") }
+        // The stored text must be what was hashed: a truncated or edited definition is caught
+        // even where a parsed copy is reused.
+        guard fnv1a64(text) == hash else { throw bad("definition does not match its hash (truncated or edited)") }
         let definition: RunDefinition
         if let known, known.hash == hash {
             definition = known.definition
         } else {
             do { definition = try RunDefinition.parse(text: text, format: .json) } catch { throw bad("definition does not validate: \(error)") }
         }
-        func int(_ f: String) throws -> Int64 {
+        func int(_ f: String, in range: ClosedRange<Int64> = Int64.min...Int64.max) throws -> Int64 {
             guard let v = h[f].flatMap({ Int64($0) }) else { throw bad("\(f) is \(h[f] ?? "missing"), not a number") }
+            guard range.contains(v) else { throw bad("\(f) is \(v), outside \(range.lowerBound)...\(range.upperBound)") }
             return v
         }
+        // What the scripts read from ctl must agree with the definition it was made from.
+        let curve = Curve(definition)
+        let ticks = try int("ticks", in: curve.tickCount...curve.tickCount)
+        for (field, want) in [("shards", String(definition.shards)), ("tick_ms", String(definition.tickMs)), ("ttl_ms", String(definition.leaseTTLMs)), ("model", definition.model.rawValue)] {
+            guard h[field] == want else { throw bad("\(field) is \(h[field] ?? "missing"), but the definition says \(want)") }
+        }
+        // Times are milliseconds since 1970 within a few centuries; ticks within the run.
+        let time: ClosedRange<Int64> = 0...(1 << 44)
+        let maxTarget = definition.model == .vus ? DefinitionLimits.maxVUs * 1000 : DefinitionLimits.maxRate * 1000
         var scales: [Curve.Scale] = []
         for entry in (h["scales"] ?? "").split(separator: ",") {
             let parts = entry.split(separator: ":").compactMap { Int64($0) }
-            guard parts.count == 3 else { throw bad("scales entry \(entry) is not tick:target:base") }
+            guard parts.count == 3, (0...ticks).contains(parts[0]), (0...maxTarget).contains(parts[1]) else {
+                throw bad("scales entry \(entry) is not tick:target:base with a tick of the run and a target within the limits")
+            }
             scales.append(Curve.Scale(fromTick: parts[0], targetMilli: parts[1]))
         }
+        _ = try int("gen", in: 0...Int64(Int32.max))
+        _ = try int("lease_seq", in: 0...(1 << 53))
         return RunInfo(
-            id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms") },
-            ticks: try int("ticks"), stopTick: try int("stop_tick"), granted: try int("granted"),
-            submittedMs: try int("submitted_ms"), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms") },
+            id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms", in: time) },
+            ticks: ticks, stopTick: try int("stop_tick", in: 0...ticks), granted: try int("granted", in: 0...(1 << 53)),
+            submittedMs: try int("submitted_ms", in: time), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms", in: time) },
             generation: try int("gen"), hash: hash, scales: scales)
     }
 }

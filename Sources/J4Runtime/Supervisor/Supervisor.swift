@@ -100,24 +100,30 @@ public final class Supervisor: Sendable {
             } catch let e as DefinitionError {
                 logger.error("marking a run failed: it asks for more than this cluster allows", metadata: ["run": "\(run)", "reason": "\(e.problems.map(\.description).joined(separator: "; "))"])
                 await fail(run, reason: e.problems.map(\.description).joined(separator: "; "))
+            } catch let e as RedisError where e.isUnreachable {
+                throw e
+            } catch {
+                // One run's trouble does not hold up the others: they are supervised this cycle.
+                logger.warning("cannot supervise a run this cycle", metadata: ["run": "\(run)", "error": "\(error)"])
             }
         }
     }
 
-    /// Marks `run` failed with `reason` (its state, an event) and takes it out of the active set.
+    /// Marks `run` failed with `reason` and takes it out of the active set.
     func fail(_ run: String, reason: String) async {
-                _ = try? await connection.pipeline([
-                    ["HSET", RunKeys(run: run).ctl, "state", RunState.failed.rawValue, "failure", reason],
-                    ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", reason],
-                    ["SREM", GlobalKeys.active, run],
-                ])
-                _ = curves.withLock { $0.removeValue(forKey: run) }
+        await RunStore.markFailed(run, reason: reason, by: id, deactivate: true, on: connection)
+        _ = curves.withLock { $0.removeValue(forKey: run) }
     }
 
     func supervise(_ run: String) async throws {
         let known = curves.withLock { $0[run].map { ($0.0, $0.1) } }
         guard let info = try await RunStore.info(run, on: connection, reusing: known.map { RunStore.KnownDefinition(hash: $0.0, definition: $0.1) }) else {
+            // Active, but its ctl hash is gone: said in its events (a new ctl hash holding only
+            // a state would be worse than none), and no longer supervised.
+            logger.error("an active run has no ctl hash; it is dropped", metadata: ["run": "\(run)"])
+            _ = try? await connection.send(["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", "the run's ctl hash is missing"])
             try await RunStore.deactivate(run, on: connection)
+            _ = try? await connection.send(["PUBLISH", GlobalKeys.signals, "\(run) failed 0"])
             return
         }
         // A run above the ceiling (written past submit and scale) never gets a plan.
@@ -165,7 +171,8 @@ public final class Supervisor: Sendable {
                 _ = curves.withLock { $0.removeValue(forKey: run) }
             }
         case .finished, .stopped, .aborted, .failed:
-            try await client.reap(connection)
+            // Best effort: an ended run whose keys are broken is still taken out of the active set.
+            _ = try? await client.reap(connection)
             try await RunStore.deactivate(run, on: connection)
             _ = curves.withLock { $0.removeValue(forKey: run) }
         }

@@ -108,6 +108,7 @@ final class RunWorker: Sendable {
 
     let caps: WorkerCaps
     let targets: TargetGuard
+    let reportedCorrupt = Atomic<Bool>(false)
     /// Caps this run has met here, each reported once (an event and a log line).
     let capsMet = Mutex<Set<String>>([])
 
@@ -193,6 +194,15 @@ final class RunWorker: Sendable {
         tickTask?.cancel()
     }
 
+    /// This run's data in Redis cannot be used: it is marked failed (once, with the reason),
+    /// and this worker stops it here at once; its other runs go on.
+    func corrupt(_ e: CorruptRunError) async {
+        guard !reportedCorrupt.exchange(true, ordering: .relaxed) else { return }
+        logger.error("failing a run whose data cannot be used; other runs go on", metadata: ["reason": "\(e.reason)"])
+        await RunStore.markFailed(run, reason: e.reason, by: worker, deactivate: false, on: connections.control)
+        abort()
+    }
+
     /// The kill switch: every iteration in flight is cancelled, nothing more is claimed.
     func abort() {
         let tasks = state.withLock { s in
@@ -206,7 +216,8 @@ final class RunWorker: Sendable {
     /// A stop or abort heard on the signals channel (the same facts also reach the worker
     /// through its next claim or renew, should the message be lost).
     func signal(state runState: RunState, stopTick: Int64) {
-        if runState == .aborted { abort() }
+        // Aborted, or failed (its data unusable, or over the cluster's ceiling): stop at once.
+        if runState == .aborted || runState == .failed { abort() }
         state.withLock { s in
             s.stopTick = min(s.stopTick, stopTick)
             if s.runState.isLive, runState != .aborted { s.runState = runState }
@@ -278,6 +289,9 @@ final class RunWorker: Sendable {
                 }
                 await apply(reply, sent: sent)
                 if !reply.state.isLive { return }
+            } catch let e as CorruptRunError {
+                await corrupt(e)
+                return
             } catch {
                 logger.warning("lease renewal failed; leases self-fence at their deadline", metadata: ["error": "\(error)"])
             }
@@ -316,7 +330,7 @@ final class RunWorker: Sendable {
             if !s.aborted { s.runState = reply.state }
             s.stopTick = min(s.stopTick, reply.stopTick)
             if s.startMs == nil { s.startMs = reply.startMs }
-            let abortNow = reply.state == .aborted && !s.aborted
+            let abortNow = (reply.state == .aborted || reply.state == .failed) && !s.aborted
             // Shed down to the fair share, the highest shards first: handed back now, so others
             // can claim the ticks after those already granted here, which still run here.
             let active = s.leases.filter { !$0.value.handedOff }.keys.sorted()
@@ -460,6 +474,9 @@ final class RunWorker: Sendable {
                 clock.observe(sent: sent, received: .now, serverMs: r.nowMs)
                 telemetry.time("j4_claim_duration_seconds", nanoseconds: Telemetry.nanos(sent.duration(to: .now)))
                 reply = r
+            } catch let e as CorruptRunError {
+                await corrupt(e)
+                return
             } catch {
                 logger.warning("claim failed", metadata: ["tick": "\(n)", "attempt": "\(attempt)", "error": "\(error)"])
             }
@@ -772,6 +789,11 @@ final class RunWorker: Sendable {
                 do {
                     try await client.flush(connections.metrics, worker: worker, seq: item.seq, second: item.second, fields: item.fields)
                     sent += 1
+                } catch let e as CorruptRunError {
+                    // The run's metrics keys cannot take them: the run is failed, they are dropped.
+                    await corrupt(e)
+                    pendingFlushes.withLock { $0 = [] }
+                    return
                 } catch {
                     logger.warning("metrics flush failed; kept for the next one", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                     break

@@ -133,7 +133,8 @@ public final class Worker: Sendable {
             }
             info = i
         } catch let e as CorruptRunError {
-            logger.error("skipping a run whose data cannot be used", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
+            logger.error("failing a run whose data cannot be used; other runs go on", metadata: ["run": "\(run)", "reason": "\(e.reason)"])
+            await RunStore.markFailed(run, reason: e.reason, by: id, deactivate: false, on: connections.control)
             state.withLock { _ = $0.ignored.insert(run) }
             return
         } catch {
