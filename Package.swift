@@ -1,10 +1,16 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
 
 /// One settings array for every target (Swift 6 language mode is the default for tools 6.0).
 let settings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
+
+/// scripts/fuzz-definitions.sh sets J4_FUZZ=1 (with its own --scratch-path): the definition
+/// parser and its fuzz target are then built with libFuzzer's coverage instrumentation.
+let fuzzing = ProcessInfo.processInfo.environment["J4_FUZZ"] == "1"
+let fuzzed: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer"])] : []
 
 let package = Package(
     name: "J4",
@@ -61,7 +67,7 @@ let package = Package(
         .target(
             name: "J4Core",
             dependencies: [.product(name: "Yams", package: "Yams")],
-            swiftSettings: settings
+            swiftSettings: settings + fuzzed
         ),
         // The calibration HTTP server `j4 sink`.
         .target(
@@ -153,6 +159,13 @@ let package = Package(
             ],
             path: "examples/chat/Sources/ChatServer",
             swiftSettings: settings
+        ),
+        // The definition parser's fuzz target. Built plainly, it replays the inputs given as
+        // files; built by scripts/fuzz-definitions.sh with -sanitize=fuzzer, it is libFuzzer.
+        .executableTarget(
+            name: "j4-definition-fuzz", dependencies: ["J4Core"], path: "Sources/J4DefinitionFuzz",
+            swiftSettings: settings + fuzzed + (fuzzing ? [.define("J4_FUZZ")] : []),
+            linkerSettings: fuzzing ? [.unsafeFlags(["-sanitize=fuzzer", "-use-ld=lld"])] : []
         ),
         // Test support: real redis-server processes, free ports, child processes.
         .target(

@@ -11,3 +11,5 @@ for example in examples/http-checkout examples/chat; do
 done
 swift build --build-tests
 swift test --skip-build
+# The definition parser under libFuzzer, for a bounded time: it prints how many inputs it tried.
+bash scripts/fuzz-definitions.sh 120

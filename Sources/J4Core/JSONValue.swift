@@ -76,7 +76,9 @@ public enum JSONValue: Sendable, Hashable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where u.value < 0x20:
+            // Control characters, and what YAML (which reads J4's JSON back) will not take
+            // unescaped: C1 controls, the byte-order mark, U+FFFE and U+FFFF.
+            case _ where u.value < 0x20 || (0x7f...0x9f).contains(u.value) || u.value == 0xfeff || u.value >= 0xfffe && u.value <= 0xffff:
                 let hex = String(u.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(u)

@@ -9,6 +9,12 @@ public enum DefinitionLimits {
     public static let maxNodes = 100_000
     /// Deepest nesting of lists and maps.
     public static let maxDepth = 32
+    /// Longest text value (a URL, a header, a request body), in bytes.
+    public static let maxStringBytes = 256 * 1024
+    /// Longest map key, in bytes.
+    public static let maxKeyBytes = 256
+    /// Most text in all, keys and values, once YAML aliases are expanded.
+    public static let maxExpandedBytes = 4 << 20
     /// Most stages.
     public static let maxStages = 100
     /// Longest stage: 7 days.
@@ -53,9 +59,10 @@ extension RunDefinition {
             let node: Node?
             do { node = try Yams.compose(yaml: text) } catch { throw fail("not valid YAML (\(error))") }
             guard let node else { throw fail("the file is empty") }
-            var budget = DefinitionLimits.maxNodes
-            guard let v = JSONValue(yaml: node, depth: 0, budget: &budget) else {
-                throw fail("nested deeper than \(DefinitionLimits.maxDepth) or more than \(DefinitionLimits.maxNodes) values (YAML aliases count each time they are used)")
+            var budget = TreeBudget()
+            guard let v = JSONValue(yaml: node, path: "", depth: 0, budget: &budget) else {
+                let why = budget.failure ?? "the file is not one J4 can read"
+                throw DefinitionError(problems: [DefinitionProblem(field: budget.failedAt.isEmpty ? "(file)" : budget.failedAt, value: budget.found, expected: why)])
             }
             return v
         }
@@ -69,7 +76,7 @@ extension RunDefinition {
         }
         let known: Set = ["name", "scenario", "model", "start", "stages", "tick", "shards", "leaseTTL", "maxInFlight", "params", "thresholds"]
         for key in root.keys.sorted() where !known.contains(key) {
-            v.problem(key, root[key], "unknown field; the fields are \(known.sorted().joined(separator: ", "))")
+            v.problem(DefinitionProblem.key(key), root[key], "unknown field; the fields are \(known.sorted().joined(separator: ", "))")
         }
         let name = v.identifier("name", root["name"])
         let scenario = v.identifier("scenario", root["scenario"])
@@ -92,7 +99,7 @@ extension RunDefinition {
                     continue
                 }
                 for key in st.keys.sorted() where !["duration", "target", "curve", "every"].contains(key) {
-                    v.problem("\(path).\(key)", st[key], "unknown field; a stage has duration, target, curve and every")
+                    v.problem("\(path).\(DefinitionProblem.key(key))", st[key], "unknown field; a stage has duration, target, curve and every")
                 }
                 let d = v.duration("\(path).duration", st["duration"], default: nil, range: 1...DefinitionLimits.maxStageMs)
                 let t = v.target("\(path).target", st["target"], default: nil, vus: isVUs)
@@ -131,7 +138,7 @@ extension RunDefinition {
                 var delay: Int64 = 0
                 if case .object(let o) = entry {
                     for key in o.keys.sorted() where !["threshold", "abortOnFail", "delayAbortEval"].contains(key) {
-                        v.problem("\(field).\(key)", o[key], "unknown field; a threshold has threshold, abortOnFail and delayAbortEval")
+                        v.problem("\(field).\(DefinitionProblem.key(key))", o[key], "unknown field; a threshold has threshold, abortOnFail and delayAbortEval")
                     }
                     text = o["threshold"]?.stringValue
                     if text == nil { v.problem("\(field).threshold", o["threshold"], Threshold.forms) }
@@ -251,33 +258,80 @@ struct Validator {
 
 extension JSONValue {
     /// Converts a composed YAML node; nil past the depth or node budget (aliases count each use).
-    init?(yaml node: Node, depth: Int, budget: inout Int) {
-        budget -= 1
-        guard budget >= 0, depth <= DefinitionLimits.maxDepth else { return nil }
+    init?(yaml node: Node, path: String, depth: Int, budget: inout TreeBudget) {
+        budget.nodes -= 1
+        guard budget.nodes >= 0 else {
+            budget.fail("", "more than \(DefinitionLimits.maxNodes) values", "at most \(DefinitionLimits.maxNodes) values (YAML aliases count each time they are used)")
+            return nil
+        }
+        guard depth <= DefinitionLimits.maxDepth else {
+            budget.fail(path, "nested \(depth) levels deep", "at most \(DefinitionLimits.maxDepth) levels of lists and maps")
+            return nil
+        }
         switch node {
         case .scalar(let s):
+            budget.bytes -= s.string.utf8.count
+            guard s.string.utf8.count <= DefinitionLimits.maxStringBytes else {
+                budget.fail(path, "a text of \(s.string.utf8.count) bytes", "a text of at most \(DefinitionLimits.maxStringBytes) bytes")
+                return nil
+            }
+            guard budget.bytes >= 0 else {
+                budget.fail("", "more than \(DefinitionLimits.maxExpandedBytes) bytes of text", "at most \(DefinitionLimits.maxExpandedBytes) bytes of text once YAML aliases are expanded")
+                return nil
+            }
             let tag = node.tag.description
             if tag.hasSuffix(":null") { self = .null }
             else if tag.hasSuffix(":bool"), let b = node.bool { self = .bool(b) }
             else if tag.hasSuffix(":int"), let i = node.int { self = .int(Int64(i)) }
-            else if tag.hasSuffix(":float"), let d = node.float { self = .double(d) }
+            else if tag.hasSuffix(":float"), let d = node.float {
+                // As its canonical JSON will say: a whole number is an integer, and .inf and
+                // .nan (which JSON has not) are null; so a definition reads back the same.
+                if !d.isFinite { self = .null } else if d.rounded() == d, abs(d) < 1e15 { self = .int(Int64(d)) } else { self = .double(d) }
+            }
             else { self = .string(s.string) }
         case .sequence(let seq):
             var out: [JSONValue] = []
-            for x in seq {
-                guard let v = JSONValue(yaml: x, depth: depth + 1, budget: &budget) else { return nil }
+            for (i, x) in seq.enumerated() {
+                guard let v = JSONValue(yaml: x, path: "\(path)[\(i)]", depth: depth + 1, budget: &budget) else { return nil }
                 out.append(v)
             }
             self = .array(out)
         case .mapping(let map):
             var out: [String: JSONValue] = [:]
             for (k, x) in map {
-                guard let v = JSONValue(yaml: x, depth: depth + 1, budget: &budget) else { return nil }
-                out[k.string ?? "\(k)"] = v
+                // A key is text: a list or a map as a key (YAML's `? [a, b]`) has no JSON form.
+                guard case .scalar(let key) = k else {
+                    budget.fail(path.isEmpty ? "(top level)" : path, "a list or a map as a key", "keys that are text")
+                    return nil
+                }
+                let field = path.isEmpty ? DefinitionProblem.key(key.string) : "\(path).\(DefinitionProblem.key(key.string))"
+                guard key.string.utf8.count <= DefinitionLimits.maxKeyBytes else {
+                    budget.fail(field, "a key of \(key.string.utf8.count) bytes", "a key of at most \(DefinitionLimits.maxKeyBytes) bytes")
+                    return nil
+                }
+                budget.bytes -= key.string.utf8.count
+                guard let v = JSONValue(yaml: x, path: field, depth: depth + 1, budget: &budget) else { return nil }
+                out[key.string] = v
             }
             self = .object(out)
         case .alias:
             return nil
         }
+    }
+}
+
+/// What reading a file may still spend, and where and why it stopped.
+struct TreeBudget {
+    var nodes = DefinitionLimits.maxNodes
+    var bytes = DefinitionLimits.maxExpandedBytes
+    var failedAt = ""
+    var found = ""
+    var failure: String?
+
+    /// Records where reading stopped, what was found there, and what is accepted.
+    mutating func fail(_ path: String, _ found: String, _ accepted: String) {
+        failedAt = path
+        self.found = found
+        failure = accepted
     }
 }

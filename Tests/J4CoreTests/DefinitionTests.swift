@@ -35,6 +35,40 @@ struct DefinitionTests {
         #expect(tick?.expected.contains("100ms") == true)
     }
 
+    static let head = "name: t\nscenario: http\nmodel: arrival-rate\nstages: [{ duration: 10s, target: 10 }]\n"
+
+    @Test("limits a file cannot pass: each refusal names the field, what was found and the limit", arguments: [
+        // A text longer than a value may be.
+        (head + "params: { body: \"" + String(repeating: "x", count: DefinitionLimits.maxStringBytes + 1) + "\" }", "params.body", "at most 262144 bytes"),
+        // A key longer than a key may be (the field shows it cut).
+        (head + "params: { " + String(repeating: "k", count: 300) + ": 1 }", "params." + String(repeating: "k", count: 57) + "...", "at most 256 bytes"),
+        // Aliases that multiply text past 4 MiB with few values (not caught by the value count).
+        (head + "a: &a \"" + String(repeating: "x", count: 4000) + "\"\nb: &b [" + Array(repeating: "*a", count: 40).joined(separator: ",") + "]\nc: [" + Array(repeating: "*b", count: 40).joined(separator: ",") + "]", "(file)", "once YAML aliases are expanded"),
+        // Billion laughs: values multiplied by aliases.
+        (head + "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]", "(file)", "at most 100000 values"),
+        // Nesting past 32 levels.
+        (head + "params: " + String(repeating: "[", count: 40) + String(repeating: "]", count: 40), "params" + String(repeating: "[0]", count: 32), "at most 32 levels"),
+        // A map as a key, which JSON has no form for.
+        (head + "params: { ? [a, b] : 1 }", "params", "keys that are text"),
+        // A key that is not a plain word is quoted in the field.
+        (head + "\"\": 1", "\"\"", "unknown field"),
+    ])
+    func limits(text: String, field: String, accepted: String) {
+        #expect {
+            try RunDefinition.parse(text: text, format: .yaml)
+        } throws: { error in
+            guard let e = error as? DefinitionError, let p = e.problems.first(where: { $0.field == field }) else { return false }
+            return p.expected.contains(accepted) && p.value != nil && (p.value?.utf8.count ?? 0) <= 100
+        }
+    }
+
+    @Test("what YAML has and JSON has not reads back the same from the canonical form: whole floats, .inf, control and C1 characters, a byte-order mark")
+    func canonicalEdges() throws {
+        let d = try RunDefinition.parse(text: Self.head + "params: { a: 90.0, b: .inf, c: .nan, d: \"x\\x85y\\x01z\\uFEFF\\x7f\" }", format: .yaml)
+        #expect(d.params["a"] == .int(90) && d.params["b"] == .null && d.params["c"] == .null)
+        #expect(try RunDefinition.parse(text: d.canonical.canonicalJSON, format: .json) == d)
+    }
+
     @Test("defaults, and YAML and JSON read the same")
     func defaults() throws {
         let yaml = try RunDefinition.parse(text: "name: a\nscenario: http\nmodel: arrival-rate\nstages:\n  - { duration: 1m, target: 5 }\n", format: .yaml)

@@ -57,11 +57,11 @@ public enum HTTPScenario {
         case .object(let h)?:
             for (k, v) in h.sorted(by: { $0.key < $1.key }) {
                 if !isToken(k) {
-                    problem("request.headers.\(k)", .string(k), "a header name of letters, digits and !#$%&'*+-.^_`|~")
+                    problem("request.headers.\(DefinitionProblem.key(k))", .string(k), "a header name of letters, digits and !#$%&'*+-.^_`|~")
                 } else if let s = v.stringValue, !s.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) {
                     headers.append((k, s))
                 } else {
-                    problem("request.headers.\(k)", v, "a text value without line breaks")
+                    problem("request.headers.\(DefinitionProblem.key(k))", v, "a text value without line breaks")
                 }
             }
         case let other?: problem("request.headers", other, "a map of header name to text")
