@@ -1,5 +1,6 @@
 import Foundation
 import J4Core
+import J4Redis
 import Synchronization
 
 /// A request aimed where this worker's allowlist does not allow: nothing was sent.
@@ -34,7 +35,7 @@ public final class TargetGuard: Sendable {
     public func check(url: String) throws(TargetRefused) {
         guard allowlist != nil else { return }
         guard let u = URL(string: url), let host = u.host, !host.isEmpty else {
-            throw refuse(TargetRefused(target: url, reason: "the URL names no host"))
+            throw refuse(TargetRefused(target: RedisEndpoint.redact(url), reason: "the URL names no host"))
         }
         let scheme = u.scheme?.lowercased() ?? ""
         let port = u.port ?? (scheme == "https" || scheme == "wss" ? 443 : 80)
