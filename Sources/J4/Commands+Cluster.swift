@@ -164,7 +164,11 @@ struct AbortCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-abort"))
-        guard RunID.isValid(run), try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
+        guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
+        // The kill switch works on a run whose data is broken too: abort.lua needs only its state.
+        do {
+            guard try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
+        } catch is CorruptRunError {}
         let (state, stopTick) = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
         try await RunStore.deactivate(run, on: connection)
         print("\(run) \(state.rawValue) (no tick from \(stopTick) on; iterations in flight are cancelled)")

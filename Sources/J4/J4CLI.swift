@@ -47,6 +47,9 @@ public enum J4CLI {
         } catch let e as DefinitionError {
             FileHandle.standardError.write(Data((e.description + "\n").utf8))
             exit(ExitStatus.invalid)
+        } catch let e as CorruptRunError {
+            FileHandle.standardError.write(Data(("j4: \(e) (its data in Redis cannot be used; `j4 abort` still ends it)\n").utf8))
+            exit(ExitStatus.infrastructure)
         } catch let e as RedisError {
             FileHandle.standardError.write(Data(("j4: \(e)\n").utf8))
             exit(ExitStatus.infrastructure)
