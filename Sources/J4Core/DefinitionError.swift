@@ -9,7 +9,8 @@ public struct DefinitionProblem: Sendable, Equatable, CustomStringConvertible {
 
     /// A problem at `field` with `value` (nil when missing) and what is accepted.
     public init(field: String, value: String?, expected: String) {
-        self.field = field
+        // A path of many long keys stays readable: cut at 200 characters.
+        self.field = field.count > 200 ? String(field.prefix(197)) + "..." : field
         self.value = value
         self.expected = expected
     }

@@ -13,8 +13,8 @@ public enum DefinitionLimits {
     public static let maxStringBytes = 256 * 1024
     /// Longest map key, in bytes.
     public static let maxKeyBytes = 256
-    /// Most text in all, keys and values, once YAML aliases are expanded.
-    public static let maxExpandedBytes = 4 << 20
+    /// Most text in all, keys and values, once YAML aliases are expanded (as for the file).
+    public static let maxExpandedBytes = 1 << 20
     /// Most stages.
     public static let maxStages = 100
     /// Longest stage: 7 days.
@@ -35,7 +35,15 @@ extension RunDefinition {
 
     /// Parses and validates a definition file's text; the error lists every problem found.
     public static func parse(text: String, format: Format) throws(DefinitionError) -> RunDefinition {
-        try parse(try tree(text: text, format: format))
+        let definition = try parse(try tree(text: text, format: format))
+        // What is stored and read back by every worker is the canonical JSON: it must fit the
+        // same limit (escapes and quotes make it longer than the text it came from).
+        let stored = definition.canonical.canonicalJSON.utf8.count
+        guard stored <= DefinitionLimits.maxBytes else {
+            throw DefinitionError(problems: [DefinitionProblem(
+                field: "(file)", value: "\(stored) bytes as stored", expected: "at most \(DefinitionLimits.maxBytes) bytes once stored as JSON (YAML aliases expanded, text escaped)")])
+        }
+        return definition
     }
 
     /// The JSON tree of a file's text; YAML aliases are expanded within ``DefinitionLimits``.

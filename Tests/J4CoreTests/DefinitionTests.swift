@@ -42,7 +42,7 @@ struct DefinitionTests {
         (head + "params: { body: \"" + String(repeating: "x", count: DefinitionLimits.maxStringBytes + 1) + "\" }", "params.body", "at most 262144 bytes"),
         // A key longer than a key may be (the field shows it cut).
         (head + "params: { " + String(repeating: "k", count: 300) + ": 1 }", "params." + String(repeating: "k", count: 57) + "...", "at most 256 bytes"),
-        // Aliases that multiply text past 4 MiB with few values (not caught by the value count).
+        // Aliases that multiply text past 1 MiB with few values (not caught by the value count).
         (head + "a: &a \"" + String(repeating: "x", count: 4000) + "\"\nb: &b [" + Array(repeating: "*a", count: 40).joined(separator: ",") + "]\nc: [" + Array(repeating: "*b", count: 40).joined(separator: ",") + "]", "(file)", "once YAML aliases are expanded"),
         // Billion laughs: values multiplied by aliases.
         (head + "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]", "(file)", "at most 100000 values"),
@@ -50,6 +50,8 @@ struct DefinitionTests {
         (head + "params: " + String(repeating: "[", count: 40) + String(repeating: "]", count: 40), "params" + String(repeating: "[0]", count: 32), "at most 32 levels"),
         // A map as a key, which JSON has no form for.
         (head + "params: { ? [a, b] : 1 }", "params", "keys that are text"),
+        // Text that grows past 1 MiB when stored as JSON (each control character is 6 bytes escaped).
+        (head + "params: { body: \"" + String(repeating: "\\x01", count: 250_000) + "\" }", "(file)", "once stored as JSON"),
         // A key that is not a plain word is quoted in the field.
         (head + "\"\": 1", "\"\"", "unknown field"),
     ])

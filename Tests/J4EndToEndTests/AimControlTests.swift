@@ -149,14 +149,19 @@ struct ProtocolAllowlistTests {
         #expect(try await vu.request("get", "GET", "http://127.0.0.1:\(inside.port)/").status == 200)
         let socket = vu.webSocket("ws", url: "ws://127.0.0.1:\(outside.port)/chat") { _ in }
         await #expect(throws: (any Error).self) { try await socket.waitUntilConnected(timeout: .milliseconds(500)) }
+        // User info: the WebSocket client would read this as 127.0.0.1 port 80, Foundation as
+        // the allowed target; it is refused.
+        let tricky = vu.webSocket("ws2", url: "ws://127.0.0.1:1@127.0.0.1:\(inside.port)/chat") { _ in }
+        await #expect(throws: (any Error).self) { try await tricky.waitUntilConnected(timeout: .milliseconds(500)) }
         await vu.end()
         #expect(outside.seen.connections == 0)
         #expect(inside.seen.requests.count == 1)
-        #expect(reported.targets == ["127.0.0.1:\(outside.port)"])
+        #expect(reported.targets == ["127.0.0.1:\(outside.port)", "ws://127.0.0.1:***@127.0.0.1:\(inside.port)/chat"])
         let fields = Dictionary(recorder.drain().flatMap(\.fields), uniquingKeysWith: +)
         let (steps, _, _, _) = RunSummary.scenarioMetrics(fields.mapValues(String.init))
         #expect(steps["get"]?.errors["target_refused"] == 3, "\(steps)")
         #expect((steps["ws connect"]?.errors["target_refused"] ?? 0) >= 1, "\(steps)")
+        #expect((steps["ws2 connect"]?.errors["target_refused"] ?? 0) >= 1, "\(steps)")
         await outside.close()
         await inside.close()
     }

@@ -91,9 +91,13 @@ public struct RunClient: Sendable {
         guard case .server(let code, let message) = error else { return nil }
         switch code {
         case "WRONGTYPE": return "a key of the run has the wrong type (\(message))"
-        case "J4_NO_RUN": return "the run's ctl hash is missing"
+        case "J4_NO_RUN": return CorruptRunError.ctlMissing
         case "J4_CORRUPT": return String(message.dropFirst("J4_CORRUPT ".count))
-        case "ERR" where message.contains("user_script") || message.contains("not an integer") || message.contains("not a valid float"):
+        // A Lua runtime error (`ERR user_script:N: attempt to compare nil…`) or a number
+        // command on a value that is not one; not an ACL refusal inside a script (`ERR The
+        // user executing the script can't run…`, `ERR ACL failure in script…`), which is
+        // a deployment mistake to fix, not the run's fault.
+        case "ERR" where message.hasPrefix("ERR user_script:") || message.hasPrefix("ERR value is not an integer") || message.hasPrefix("ERR value is not a valid float"):
             return "a field of the run is not what the script needs (\(message))"
         default: return nil
         }

@@ -35,6 +35,8 @@ public struct RunInfo: Sendable {
 
 /// The data in Redis for a run cannot be used (missing, truncated, wrong type, unknown schema).
 public struct CorruptRunError: Error, Sendable, CustomStringConvertible {
+    /// The reason when the run's ctl hash itself is gone.
+    public static let ctlMissing = "the run's ctl hash is missing"
     /// The run.
     public var run: String
     /// What is wrong, for the event and the log.
@@ -150,10 +152,9 @@ public enum RunStore {
     /// not keep the others from being written.
     public static func markFailed(_ run: String, reason: String, by who: String, deactivate: Bool, on c: RedisConnection) async {
         let keys = RunKeys(run: run)
-        var commands = [
-            ["HSET", keys.ctl, "state", RunState.failed.rawValue, "failure", reason],
-            ["XADD", keys.events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", who, "reason", reason],
-        ]
+        var commands = [["XADD", keys.events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", who, "reason", reason]]
+        // A ctl hash holding only a state would be worse than none.
+        if reason != CorruptRunError.ctlMissing { commands.insert(["HSET", keys.ctl, "state", RunState.failed.rawValue, "failure", reason], at: 0) }
         if deactivate { commands += [["SREM", GlobalKeys.active, run], ["PUBLISH", GlobalKeys.signals, "\(run) failed 0"]] }
         _ = try? await c.pipeline(commands)
     }

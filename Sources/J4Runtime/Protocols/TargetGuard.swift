@@ -38,6 +38,11 @@ public final class TargetGuard: Sendable {
             throw refuse(TargetRefused(target: RedisEndpoint.redact(url), reason: "the URL names no host"))
         }
         let scheme = u.scheme?.lowercased() ?? ""
+        // The WebSocket client reads a URL's authority its own way (`ws://a:1@b/` is a:80
+        // to it, b to Foundation): user info in a ws URL is refused, not guessed at.
+        if scheme == "ws" || scheme == "wss", u.user != nil || u.password != nil {
+            throw refuse(TargetRefused(target: RedisEndpoint.redact(url), reason: "a WebSocket URL with user info, which J4 cannot check"))
+        }
         let port = u.port ?? (scheme == "https" || scheme == "wss" ? 443 : 80)
         try check(host: host, port: port)
     }
@@ -59,7 +64,8 @@ public final class TargetGuard: Sendable {
         case .resolve:
             let addresses = TargetGuard.resolve(host)
             if addresses.isEmpty {
-                refusal = TargetRefused(target: key, reason: "the name does not resolve, and no name rule in --allow-target (\(allowlist)) allows it")
+                // Not cached: a name that does not resolve now may resolve at the next request.
+                throw TargetRefused(target: key, reason: "the name does not resolve, and no name rule in --allow-target (\(allowlist)) allows it")
             } else if let outside = addresses.first(where: { !allowlist.allows(address: $0, port: port) }) {
                 refusal = TargetRefused(target: key, reason: "it resolves to \(TargetGuard.text(outside)), not in this worker's --allow-target (\(allowlist))")
             }

@@ -121,9 +121,7 @@ public final class Supervisor: Sendable {
             // Active, but its ctl hash is gone: said in its events (a new ctl hash holding only
             // a state would be worse than none), and no longer supervised.
             logger.error("an active run has no ctl hash; it is dropped", metadata: ["run": "\(run)"])
-            _ = try? await connection.send(["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", id, "reason", "the run's ctl hash is missing"])
-            try await RunStore.deactivate(run, on: connection)
-            _ = try? await connection.send(["PUBLISH", GlobalKeys.signals, "\(run) failed 0"])
+            await RunStore.markFailed(run, reason: CorruptRunError.ctlMissing, by: id, deactivate: true, on: connection)
             return
         }
         // A run above the ceiling (written past submit and scale) never gets a plan.

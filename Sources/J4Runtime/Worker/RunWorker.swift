@@ -620,8 +620,11 @@ final class RunWorker: Sendable {
                     if n >= s.stopTick || (s.leaving && n > s.leaveTick) || now >= end { return "tick over" }
                     guard let lease = s.leases[shard], lease.handedOff || lease.validUntil > now else { return "lease" }
                     if s.inFlight >= definition.maxInFlight { return "maxInFlight" }
-                    if !caps.takeStart(second: second) { return "max-rate" }
                     if !caps.takeVU() { return "max-vus" }
+                    if !caps.takeStart(second: second) {
+                        caps.returnVU()
+                        return "max-rate"
+                    }
                     s.inFlight += 1
                     return nil
                 }

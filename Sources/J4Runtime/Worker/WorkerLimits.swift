@@ -37,7 +37,8 @@ final class WorkerCaps: Sendable {
     func takeStart(second: Int64) -> Bool {
         guard let max = limits.maxRate else { return true }
         return window.withLock { w in
-            if w.second != second { w = (second, 0) }
+            // A late start for an earlier second counts against the current one.
+            if second > w.second { w = (second, 0) }
             guard w.count < max else { return false }
             w.count += 1
             return true
