@@ -184,37 +184,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Worker id (default: $J4_WORKER_ID; else $J4_POD_NAME or host name and pid, plus a boot nonce).") var id: String?
     @Option(name: .long, help: "PEM file of CA certificates to trust besides the system's (default: $J4_CA_FILE).") var caFile: String?
-    @Option(name: .long, help: ArgumentHelp(
-        "Where this worker may send load: host names (*.example.com), addresses, CIDR networks, each optionally :PORT; repeatable or comma-separated (default: $J4_ALLOW_TARGETS; none: anywhere).",
-        valueName: "rules")) var allowTarget: [String] = []
-    @Option(name: .long, help: "Most iterations this worker starts per second, across its runs (default: $J4_MAX_RATE; none: no cap).") var maxRate: Int?
-    @Option(name: .customLong("max-vus"), help: "Most VUs busy at once on this worker, across its runs (default: $J4_MAX_VUS; none: no cap).") var maxVUs: Int?
+    @OptionGroup var limitOptions: WorkerLimitOptions
     @OptionGroup var metricsOptions: MetricsOptions
 
-    /// The limits from the flags, else the environment; a bad value is named, with what is accepted.
-    func limits() throws -> WorkerLimits {
-        let env = ProcessInfo.processInfo.environment
-        var limits = WorkerLimits()
-        let rules = allowTarget.isEmpty ? (env["J4_ALLOW_TARGETS"].flatMap { $0.isEmpty ? nil : [$0] } ?? []) : allowTarget
-        if !rules.isEmpty {
-            do { limits.allowlist = try TargetAllowlist(parsing: rules) } catch { throw CLIError.invalid("\(error)") }
-        }
-        func cap(_ flag: Int?, _ name: String, _ variable: String) throws -> Int? {
-            if let flag {
-                guard flag > 0 else { throw CLIError.invalid("--\(name): \(flag) is not accepted; give a whole number above 0") }
-                return flag
-            }
-            guard let text = env[variable], !text.isEmpty else { return nil }
-            guard let value = Int(text), value > 0 else { throw CLIError.invalid("\(variable): \"\(text)\" is not accepted; give a whole number above 0") }
-            return value
-        }
-        limits.maxRate = try cap(maxRate, "max-rate", "J4_MAX_RATE")
-        limits.maxVUs = try cap(maxVUs, "max-vus", "J4_MAX_VUS")
-        return limits
-    }
-
     func run() async throws {
-        let limits = try self.limits()
+        let limits = try limitOptions.limits()
         let logger = try redisOptions.logger("j4.worker")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_WORKER_ID"] ?? Worker.defaultID()
         let endpoint = try redisOptions.endpoint()
@@ -333,5 +307,36 @@ struct ScaleCommand: AsyncParsableCommand {
         case "too_late": throw CLIError.invalid("run \(run) ends before tick \(fromTick), the first that can still change")
         default: throw CLIError.infrastructure("run \(run) has no published plan at tick \(fromTick): is a supervisor running?")
         }
+    }
+}
+
+/// Where a worker may send load and how much (`j4 worker`, and the workers of `j4 run`).
+struct WorkerLimitOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Where each worker may send load: host names (*.example.com), addresses, CIDR networks, each optionally :PORT; repeatable or comma-separated (default: $J4_ALLOW_TARGETS; none: anywhere).",
+        valueName: "rules")) var allowTarget: [String] = []
+    @Option(name: .long, help: "Most iterations a worker starts per second, across its runs (default: $J4_MAX_RATE; none: no cap).") var maxRate: Int?
+    @Option(name: .customLong("max-vus"), help: "Most VUs busy at once on a worker, across its runs (default: $J4_MAX_VUS; none: no cap).") var maxVUs: Int?
+
+    /// The limits from the flags, else the environment; a bad value is named, with what is accepted.
+    func limits() throws -> WorkerLimits {
+        let env = ProcessInfo.processInfo.environment
+        var limits = WorkerLimits()
+        let rules = allowTarget.isEmpty ? (env["J4_ALLOW_TARGETS"].flatMap { $0.isEmpty ? nil : [$0] } ?? []) : allowTarget
+        if !rules.isEmpty {
+            do { limits.allowlist = try TargetAllowlist(parsing: rules) } catch { throw CLIError.invalid("\(error)") }
+        }
+        func cap(_ flag: Int?, _ name: String, _ variable: String) throws -> Int? {
+            if let flag {
+                guard flag > 0 else { throw CLIError.invalid("--\(name): \(flag) is not accepted; give a whole number above 0") }
+                return flag
+            }
+            guard let text = env[variable], !text.isEmpty else { return nil }
+            guard let value = Int(text), value > 0 else { throw CLIError.invalid("\(variable): \"\(text)\" is not accepted; give a whole number above 0") }
+            return value
+        }
+        limits.maxRate = try cap(maxRate, "max-rate", "J4_MAX_RATE")
+        limits.maxVUs = try cap(maxVUs, "max-vus", "J4_MAX_VUS")
+        return limits
     }
 }

@@ -36,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Also write a report at the end: FORMAT:FILE with FORMAT text, json, html or junit; repeatable.")
     var report: [String] = []
 
+    @OptionGroup var limitOptions: WorkerLimitOptions
     @OptionGroup var metricsOptions: MetricsOptions
 
     @OptionGroup var redisOptions: RedisOptions
@@ -51,6 +52,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        _ = try limitOptions.limits()  // a bad value is refused before anything starts
         let logger = try redisOptions.logger("j4.run", default: .warning)
         let catalog = J4CLI.catalog
         let definition = try loadDefinition(file, catalog: catalog)
@@ -95,11 +97,12 @@ struct RunCommand: AsyncParsableCommand {
         do { run = try await RunStore.submit(definition, on: control) } catch { throw CLIError.infrastructure("cannot submit to \(endpoint): \(error)") }
 
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
+        let limits = try limitOptions.limits()
         let metricsEndpoint = try await metricsOptions.start()
         defer { Task { await metricsEndpoint?.close() } }
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in
-            Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger)
+            Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger, limits: limits)
         }
         let supervisorTask = Task { await supervisor.run() }
         let workerTasks = workerList.map { w in Task { await w.run() } }

@@ -654,7 +654,10 @@ final class RunWorker: Sendable {
                     } catch {
                         ok = false
                         errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { $0.underlying is TargetRefused ? "target_refused" : "setup" } ?? errorClass(of: error)
-                        if let failed = error as? SetupFailed { logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"]) }
+                        // A refused target is logged once, by the guard, not once per iteration.
+                        if let failed = error as? SetupFailed, !(failed.underlying is TargetRefused) {
+                            logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"])
+                        }
                     }
                     let doneAt = ContinuousClock.now
                     let latency = at.duration(to: doneAt)
@@ -729,7 +732,7 @@ final class RunWorker: Sendable {
             let second = Int64((clock.serverMs(at: .now) ?? 0) / 1000)
             metrics.add("started", second: second)
             metrics.finished(second: second, ok: false, errorClass: error is TargetRefused ? "target_refused" : "setup", latencyUs: 0)
-            logger.warning("VU setup failed", metadata: ["vu": "\(j)", "error": "\(error)"])
+            if !(error is TargetRefused) { logger.warning("VU setup failed", metadata: ["vu": "\(j)", "error": "\(error)"]) }
             return
         }
         var i: Int64 = 0
