@@ -133,6 +133,10 @@ struct RunCommand: AsyncParsableCommand {
             } catch let e as CLIError {
                 failure = e
                 break
+            } catch let e as CorruptRunError {
+                // The run's data is broken (its processes fail it): no use waiting for Redis.
+                failure = e
+                break
             } catch {
                 let since = unreachableSince ?? .now
                 unreachableSince = since
