@@ -31,10 +31,11 @@ public final class Supervisor: Sendable {
     let cycleTimer: Metrics.Timer
     let runsGauge: Gauge
 
-    /// A supervisor with its own connection to `endpoint`.
     /// The ceiling on any one run this supervisor publishes when it leads, and enforces.
     public let limits: RunLimits
 
+    /// A supervisor with its own connection to `endpoint`; `limits` is the ceiling it
+    /// publishes in `j4:limits` when it leads, and fails runs above.
     public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3), limits: RunLimits = RunLimits()) {
         self.id = id
         self.limits = limits

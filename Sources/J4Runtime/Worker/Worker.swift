@@ -30,9 +30,10 @@ public final class Worker: Sendable {
     /// readiness probe: a worker that cannot reach Redis takes no part in any run).
     public var isConnected: Bool { reachable.load(ordering: .relaxed) }
 
-    /// A worker with its own connections to `endpoint`.
+    /// The counters behind `limits`' caps, shared by every run this worker serves.
     let caps: WorkerCaps
 
+    /// A worker with its own connections to `endpoint`, sending load only as `limits` allow.
     public init(
         id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5),
         limits: WorkerLimits = .none
