@@ -229,10 +229,10 @@ struct SupervisorCommand: AsyncParsableCommand {
         let env = ProcessInfo.processInfo.environment
         var limits = RunLimits()
         if let text = maxRunRate ?? env["J4_MAX_RUN_RATE"], !text.isEmpty {
-            guard let value = Double(text), value > 0, value <= Double(DefinitionLimits.maxRate), abs((value * 1000).rounded() - value * 1000) < 1e-6 else {
+            guard let milli = Double(text).flatMap({ RunDefinition.targetMilli($0, vus: false) }), milli > 0 else {
                 throw CLIError.invalid("\(maxRunRate == nil ? "J4_MAX_RUN_RATE" : "--max-run-rate"): \"\(text)\" is not accepted; give iterations per second above 0, at most \(DefinitionLimits.maxRate), at most 3 decimals")
             }
-            limits.maxRateMilli = Int64((value * 1000).rounded())
+            limits.maxRateMilli = milli
         }
         if let text = maxRunVUs ?? env["J4_MAX_RUN_VUS"], !text.isEmpty {
             guard let value = Int64(text), value > 0, value <= DefinitionLimits.maxVUs else {
@@ -291,12 +291,9 @@ struct ScaleCommand: AsyncParsableCommand {
         guard RunID.isValid(run), let info = try await RunStore.info(run, on: connection) else { throw CLIError.invalid("no run \(run)") }
         let vus = info.definition.model == .vus
         let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
-        guard let value = Double(target), value >= 0, value <= Double(limit),
-              abs((value * 1000).rounded() - value * 1000) < 1e-6, !vus || value.rounded() == value
-        else {
+        guard let targetMilli = Double(target).flatMap({ RunDefinition.targetMilli($0, vus: vus) }) else {
             throw CLIError.invalid("--target \(target) is not accepted; use " + (vus ? "a whole number of VUs from 0 to \(limit)" : "iterations per second from 0 to \(limit), at most 3 decimals"))
         }
-        let targetMilli = Int64((value * 1000).rounded())
         if let problem = try await RunStore.limits(on: connection).problem(scaling: info.definition.model, to: targetMilli) {
             throw CLIError.invalid("\(problem)")
         }

@@ -20,17 +20,7 @@ public struct DefinitionProblem: Sendable, Equatable, CustomStringConvertible {
     public static func key(_ k: String) -> String {
         let plain = !k.isEmpty && k.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0) }
         let cut = k.count > 60 ? String(k.prefix(57)) + "..." : k
-        if plain { return cut }
-        var quoted = "\""
-        for u in cut.unicodeScalars {
-            switch u {
-            case "\"": quoted += "\\\""
-            case "\\": quoted += "\\\\"
-            case _ where u.value < 0x20 || u.value == 0x7f: quoted += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-            default: quoted.unicodeScalars.append(u)
-            }
-        }
-        return quoted + "\""
+        return plain ? cut : JSONValue.string(cut).canonicalJSON
     }
 
     public var description: String {

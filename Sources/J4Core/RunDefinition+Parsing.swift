@@ -255,12 +255,21 @@ struct Validator {
         }
         let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
         if let i = value.intValue, (0...limit).contains(i) { return i * 1000 }
-        if !vus, case .double(let d) = value, d >= 0, d <= Double(limit) {
-            let milli = (d * 1000).rounded()
-            if abs(milli - d * 1000) < 1e-6 { return Int64(milli) }
-        }
+        if case .double(let d) = value, let milli = RunDefinition.targetMilli(d, vus: vus) { return milli }
         problem(field, value, accepted)
         return nil
+    }
+}
+
+extension RunDefinition {
+    /// A target in thousandths: iterations per second from 0 to the limit with at most 3
+    /// decimals, or (`vus`) a whole number of VUs; nil otherwise. For `j4 scale` and the
+    /// supervisor's ceiling flags as for the definition's own targets.
+    public static func targetMilli(_ value: Double, vus: Bool) -> Int64? {
+        let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
+        guard value.isFinite, value >= 0, value <= Double(limit), !vus || value.rounded() == value else { return nil }
+        let milli = (value * 1000).rounded()
+        return abs(milli - value * 1000) < 1e-6 ? Int64(milli) : nil
     }
 }
 

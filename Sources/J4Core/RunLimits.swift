@@ -14,9 +14,6 @@ public struct RunLimits: Sendable, Equatable {
         self.maxVUs = maxVUs
     }
 
-    /// No ceiling.
-    public var isEmpty: Bool { maxRateMilli == nil && maxVUs == nil }
-
     /// The ceiling for `model`, in thousandths of its unit, and how to say it.
     func ceiling(_ model: RunDefinition.Model) -> (milli: Int64, text: String)? {
         switch model {

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// Where a worker may send load: host names, IP addresses and networks, each with or without
 /// a port. A worker given no allowlist sends load wherever a run says.
@@ -77,7 +75,7 @@ public struct TargetAllowlist: Sendable, Hashable, CustomStringConvertible {
         var rules: [Rule] = []
         for text in texts {
             for part in text.split(separator: ",") {
-                let rule = String(part.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+                let rule = part.trimmingCharacters(in: .whitespaces)
                 if rule.isEmpty { continue }
                 rules.append(try Self.parseRule(rule))
             }
@@ -144,7 +142,7 @@ public struct TargetAllowlist: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The bytes of an IPv4 or IPv6 address literal, or nil.
-    public static func parseAddress(_ text: String) -> [UInt8]? {
+    static func parseAddress(_ text: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
         var v6 = in6_addr()

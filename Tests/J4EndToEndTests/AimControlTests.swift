@@ -33,15 +33,10 @@ extension EndToEndTests {
             // The same rule from the environment.
             try J4Binary.start(["worker", "--redis", redis.url, "--id", "w1"], environment: ["J4_ALLOW_TARGETS": "127.0.0.1:\(allowed.port)"]),
         ]
-        try await waitFor("two workers connected", timeout: .seconds(15)) {
-            let clients = try await c.send(["CLIENT", "LIST"]).string ?? ""
-            return (0..<2).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
-        }
+        try await waitForWorkers(["w0", "w1"], on: c)
         var runs: [String] = []
         for sink in [other, allowed] {
-            let (code, out) = try await J4Binary.run(["submit", try holdDefinition(rate: 100, seconds: 3, shards: 4, target: sink.url), "--redis", redis.url])
-            #expect(code == 0, "\(out)")
-            runs.append(out.trimmingCharacters(in: .whitespacesAndNewlines))
+            runs.append(try await submitRun(try holdDefinition(rate: 100, seconds: 3, shards: 4, target: sink.url), ["--redis", redis.url]))
         }
         for run in runs {
             let (code, out) = try await J4Binary.run(["wait", run, "--redis", redis.url, "--timeout", "60s"])
@@ -75,16 +70,14 @@ extension EndToEndTests {
             try J4Binary.start(["worker", "--redis", redis.url, "--id", "w0", "--max-rate", "50", "--max-vus", "5"]),
         ]
         try await waitFor("the ceiling published", timeout: .seconds(15)) { try await c.send(["HGET", GlobalKeys.limits, "max_rate_milli"]).string == "150000" }
-        try await waitFor("the worker connected", timeout: .seconds(15)) { (try await c.send(["CLIENT", "LIST"]).string ?? "").contains("name=j4-worker:w0:control") }
+        try await waitForWorkers(["w0"], on: c)
 
         let keys = try await c.send(["DBSIZE"]).string
         let (code, out) = try await J4Binary.run(["submit", try holdDefinition(rate: 200, seconds: 4, shards: 4, target: sink.url), "--redis", redis.url])
         #expect(code == 2 && out.contains("stages[0].target") && out.contains("200") && out.contains("at most 150"), "\(out)")
         #expect(try await c.send(["DBSIZE"]).string == keys)
 
-        let (okCode, okOut) = try await J4Binary.run(["submit", try holdDefinition(rate: 100, seconds: 4, shards: 4, target: sink.url), "--redis", redis.url])
-        #expect(okCode == 0, "\(okOut)")
-        let run = okOut.trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try await submitRun(try holdDefinition(rate: 100, seconds: 4, shards: 4, target: sink.url), ["--redis", redis.url])
         try await waitFor("the run to start", timeout: .seconds(15)) { try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string == "running" }
         let (scaleCode, scaleOut) = try await J4Binary.run(["scale", run, "--target", "151", "--redis", redis.url])
         #expect(scaleCode == 2 && scaleOut.contains("--target") && scaleOut.contains("at most 150"), "\(scaleOut)")
@@ -103,18 +96,7 @@ extension EndToEndTests {
 
         // 10 VUs wanted against 50 ms of latency; the sink sees at most 5 requests at once.
         let slow = try await SinkProcess.start(["--latency", "50ms"])
-        let vus = try temporaryFile("""
-            name: vus
-            scenario: http
-            model: vus
-            start: 10
-            stages: [{ duration: 3s, target: 10 }]
-            shards: 10
-            params: { request: { url: "\(slow.url)" } }
-            """)
-        let (vusCode, vusOut) = try await J4Binary.run(["submit", vus, "--redis", redis.url])
-        #expect(vusCode == 0, "\(vusOut)")
-        let vusRun = vusOut.trimmingCharacters(in: .whitespacesAndNewlines)
+        let vusRun = try await submitRun(try vusDefinition(vus: 10, seconds: 3, shards: 10, target: slow.url), ["--redis", redis.url])
         let (vusWait, vusWaitOut) = try await J4Binary.run(["wait", vusRun, "--redis", redis.url, "--timeout", "60s"])
         #expect(vusWait == 0, "\(vusWaitOut)")
         let slowStats = try await slow.stats()

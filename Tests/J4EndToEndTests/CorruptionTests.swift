@@ -56,14 +56,9 @@ extension EndToEndTests {
         let otherSink = try await SinkProcess.start()
         let c = redis.connect()
         let processes = try startSupervisorAndWorkers(url: redis.url, workers: 2)
-        try await waitFor("two workers connected", timeout: .seconds(15)) {
-            let clients = try await c.send(["CLIENT", "LIST"]).string ?? ""
-            return (0..<2).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
-        }
+        try await waitForWorkers(["w0", "w1"], on: c)
         func submit(_ target: String, rate: Int) async throws -> String {
-            let (code, out) = try await J4Binary.run(["submit", try holdDefinition(rate: rate, seconds: 12, shards: 4, target: target), "--redis", redis.url])
-            #expect(code == 0, "\(out)")
-            return out.trimmingCharacters(in: .whitespacesAndNewlines)
+            try await submitRun(try holdDefinition(rate: rate, seconds: 12, shards: 4, target: target), ["--redis", redis.url])
         }
         let healthy = try await submit(healthySink.url, rate: 50)
         var broken: [(Breakage, String)] = []

@@ -126,7 +126,7 @@ struct DeployTests {
         redisArguments += ["--aclfile", try temporaryFile(acl, suffix: ".acl")]
         let redis = try await EmbeddedRedis.start(extraArguments: redisArguments)
         defer { Task { await redis.stop() } }
-        let adminPassword = acl.split(separator: "\n").first { $0.hasPrefix("user j4-admin ") }?.split(separator: " ").first { $0.hasPrefix(">") }.map { String($0.dropFirst()) }
+        let adminPassword = aclPassword("j4-admin", in: acl)
         let admin = RedisConnection(endpoint: RedisEndpoint(address: .unix(path: redis.socketPath), user: "j4-admin", password: adminPassword), options: RedisConnectionOptions(clientName: "j4-test-admin"))
         #expect(try await admin.send(["CONFIG", "GET", "appendonly"]).array?.last?.string == "yes")
         #expect(try await admin.send(["CONFIG", "GET", "maxmemory-policy"]).array?.last?.string == "noeviction")

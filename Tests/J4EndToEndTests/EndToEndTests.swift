@@ -59,15 +59,9 @@ struct EndToEndTests {
         let workers = try (0..<4).map { i in try J4Binary.start(["worker", "--redis", redis.url, "--id", "w\(i)"]) }
         // Wait until every worker has connected (CLIENT LIST shows its named connections).
         let c = redis.connect()
-        try await waitFor("four workers connected", timeout: .seconds(10)) {
-            let clients = try await c.send(["CLIENT", "LIST"]).string ?? ""
-            return (0..<4).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
-        }
+        try await waitForWorkers(["w0", "w1", "w2", "w3"], on: c, timeout: .seconds(10))
         let file = try temporaryFile(Self.arrivalRate(sink, name: "cluster", start: 200, stages: "  - { duration: 10s, target: 200 }"))
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
-        #expect(code == 0, "\(out)")
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(RunID.isValid(run), "submit printed \(out)")
+        let run = try await submitRun(file, ["--redis", redis.url])
 
         // Wait for the supervisor to finish the run.
         var state = ""
@@ -116,15 +110,7 @@ struct EndToEndTests {
     @Test("vus: 20 VUs for 10 s against 50 ms latency keep exactly 20 requests in flight")
     func vus() async throws {
         let sink = try await SinkProcess.start(["--latency", "50ms"])
-        let file = try temporaryFile("""
-            name: vus
-            scenario: http
-            model: vus
-            start: 20
-            stages: [{ duration: 10s, target: 20 }]
-            shards: 8
-            params: { request: { url: "\(sink.url)" } }
-            """)
+        let file = try vusDefinition(vus: 20, seconds: 10, shards: 8, target: sink.url)
         let summaryPath = NSTemporaryDirectory() + "j4-summary-\(UUID()).json"
         let (code, output) = try await J4Binary.run(["run", file, "--workers", "2", "--summary-json", summaryPath])
         #expect(code == 0, "\(output)")

@@ -88,9 +88,7 @@ extension EndToEndTests {
         var workers: [String: ChildProcess] = [:]
         for id in ["w0", "w1", "w2"] { workers[id] = try J4Binary.start(["worker", "--redis", redis.url, "--id", id], binary: Self.checkoutBinary) }
         let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 24, seconds: 16, shards: 12))
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url], binary: Self.checkoutBinary)
-        #expect(code == 0, "\(out)")
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try await submitRun(file, ["--redis", redis.url], binary: Self.checkoutBinary)
         func holders() async throws -> [String: Int64] { try await Pools.show("accounts", on: c)?.holders ?? [:] }
         // Every worker holds accounts: the VUs are spread over all three.
         var spread: [String: Int64] = [:]

@@ -27,17 +27,13 @@ struct Cluster {
     mutating func addWorker(_ id: String) async throws {
         workers[id] = try J4Binary.start(["worker", "--redis", redis.url, "--id", id])
         let c = self.c
-        try await waitFor("worker \(id) to connect", timeout: .seconds(10)) {
-            (try await c.send(["CLIENT", "LIST"]).string ?? "").contains("name=j4-worker:\(id):control")
-        }
+        try await waitForWorkers([id], on: c, timeout: .seconds(10))
     }
 
     /// Submits a hold at `rate`/s for `seconds`; returns the run id and its tick-0 time (unix s).
     func submitHold(rate: Int, seconds: Int, shards: Int = 12) async throws -> (run: String, startSecond: Int64) {
         let file = try holdDefinition(rate: rate, seconds: seconds, shards: shards, target: sink.url)  // leaseTTL: the default 3 s
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", redis.url])
-        guard code == 0 else { throw TestSupportError(description: "submit failed: \(out)") }
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try await submitRun(file, ["--redis", redis.url])
         var start: Int64 = 0
         try await waitFor("run \(run) to start", timeout: .seconds(10)) {
             start = try await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).int ?? 0
@@ -221,7 +217,7 @@ extension EndToEndTests {
 
     @Test("kill the leading supervisor while a standby runs: every tick has its target, the load stays on the curve")
     func supervisorFailover() async throws {
-        var cluster = try await Cluster.start(workers: 2)
+        let cluster = try await Cluster.start(workers: 2)
         let standby = try J4Binary.start(["supervisor", "--redis", cluster.redis.url, "--id", "s1"])
         let (run, t0) = try await cluster.submitHold(rate: 200, seconds: 12)
         try await cluster.waitUntil(second: t0 + 3)

@@ -15,38 +15,27 @@ extension EndToEndTests {
         }
     }
 
-    /// The placeholder password of `user` in the ACL file.
-    static func password(_ user: String, in acl: String) -> String {
-        let line = acl.split(separator: "\n").first { $0.hasPrefix("user \(user) ") } ?? ""
-        return line.split(separator: " ").first { $0.hasPrefix(">") }.map { String($0.dropFirst()) } ?? ""
-    }
-
     @Test("ACL roles: worker, supervisor, submitter and viewer each do their job with no command denied; a viewer cannot stop, scale, abort or submit; a worker cannot submit")
     func aclRoles() async throws {
         let acl = try Self.aclFile
         let redis = try await EmbeddedRedis.start(extraArguments: ["--aclfile", try temporaryFile(acl, suffix: ".acl")])
         let sink = try await SinkProcess.start()
         func env(_ role: String) -> [String: String] {
-            ["J4_REDIS_URL": redis.url, "J4_REDIS_USER": "j4-\(role)", "J4_REDIS_PASSWORD": Self.password("j4-\(role)", in: acl)]
+            ["J4_REDIS_URL": redis.url, "J4_REDIS_USER": "j4-\(role)", "J4_REDIS_PASSWORD": aclPassword("j4-\(role)", in: acl)]
         }
         func connection(_ role: String) -> RedisConnection {
             RedisConnection(
-                endpoint: RedisEndpoint(address: .unix(path: redis.socketPath), user: "j4-\(role)", password: Self.password("j4-\(role)", in: acl)),
+                endpoint: RedisEndpoint(address: .unix(path: redis.socketPath), user: "j4-\(role)", password: aclPassword("j4-\(role)", in: acl)),
                 options: RedisConnectionOptions(clientName: "j4-test-\(role)"))
         }
         let admin = connection("admin")
         var processes = [try J4Binary.start(["supervisor", "--id", "s0"], environment: env("supervisor"))]
         for i in 0..<2 { processes.append(try J4Binary.start(["worker", "--id", "w\(i)"], environment: env("worker"))) }
-        try await waitFor("two workers connected", timeout: .seconds(15)) {
-            let clients = try await admin.send(["CLIENT", "LIST"]).string ?? ""
-            return (0..<2).allSatisfy { clients.contains("name=j4-worker:w\($0):control") }
-        }
+        try await waitForWorkers(["w0", "w1"], on: admin)
 
         // The submitter submits and scales; the viewer watches; the workers and the supervisor run it.
         let file = try holdDefinition(rate: 100, seconds: 6, shards: 4, target: sink.url)
-        let (code, out) = try await J4Binary.run(["submit", file], environment: env("submitter"))
-        #expect(code == 0, "\(out)")
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try await submitRun(file, environment: env("submitter"))
         let ctl = RunKeys(run: run).ctl
         try await waitFor("the run to start", timeout: .seconds(15)) { try await admin.send(["HGET", ctl, "state"]).string == "running" }
         for refused in [["stop", run], ["abort", run], ["scale", run, "--target", "500"], ["submit", file]] {

@@ -88,9 +88,7 @@ extension EndToEndTests {
         let processes = try startSupervisorAndWorkers(url: url, workers: 3, environment: env)
         defer { for p in processes { p.send(SIGKILL) } }
         let file = try holdDefinition(rate: 100, seconds: 20, shards: 12, target: sink.url)
-        let (code, out) = try await J4Binary.run(["submit", file, "--redis", url], environment: env)
-        #expect(code == 0, "\(out)")
-        let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try await submitRun(file, ["--redis", url], environment: env)
         // Through the Sentinels, as a user would.
         var endpoint = try RedisEndpoint(url: url)
         endpoint.password = SentinelGroup.dataPassword

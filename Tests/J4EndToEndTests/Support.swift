@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Glibc
+import J4Core
+import J4Redis
 import J4Runtime
 import J4TestSupport
 
@@ -85,3 +87,39 @@ func holdDefinition(rate: Int, seconds: Int, shards: Int, target: String) throws
         """)
 }
 
+
+/// A definition file: the http scenario with `vus` VUs for `seconds` against `target`.
+func vusDefinition(vus: Int, seconds: Int, shards: Int, target: String) throws -> String {
+    try temporaryFile("""
+        name: vus
+        scenario: http
+        model: vus
+        start: \(vus)
+        stages: [{ duration: \(seconds)s, target: \(vus) }]
+        shards: \(shards)
+        params: { request: { url: "\(target)" } }
+        """)
+}
+
+/// `j4 submit FILE ARGUMENTS…` (or `binary submit …`); the run id it printed. A failed
+/// submit throws, with its output.
+func submitRun(_ file: String, _ arguments: [String] = [], environment: [String: String] = [:], binary: String? = nil) async throws -> String {
+    let (code, out) = try await J4Binary.run(["submit", file] + arguments, environment: environment, binary: binary)
+    let run = out.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard code == 0, RunID.isValid(run) else { throw TestSupportError(description: "j4 submit exited \(code): \(out)") }
+    return run
+}
+
+/// Waits until every worker of `ids` holds its control connection (CLIENT LIST names it).
+func waitForWorkers(_ ids: [String], on c: RedisConnection, timeout: Duration = .seconds(15)) async throws {
+    try await waitFor("workers \(ids.joined(separator: ", ")) connected", timeout: timeout) {
+        let clients = try await c.send(["CLIENT", "LIST"]).string ?? ""
+        return ids.allSatisfy { clients.contains("name=j4-worker:\($0):control") }
+    }
+}
+
+/// The password of `user` in the text of a Redis ACL file (its `>password` rule).
+func aclPassword(_ user: String, in acl: String) -> String {
+    let line = acl.split(separator: "\n").first { $0.hasPrefix("user \(user) ") } ?? ""
+    return line.split(separator: " ").first { $0.hasPrefix(">") }.map { String($0.dropFirst()) } ?? ""
+}

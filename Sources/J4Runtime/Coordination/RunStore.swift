@@ -152,11 +152,17 @@ public enum RunStore {
     /// not keep the others from being written.
     public static func markFailed(_ run: String, reason: String, by who: String, deactivate: Bool, on c: RedisConnection) async {
         let keys = RunKeys(run: run)
-        var commands = [["XADD", keys.events, "MAXLEN", "~", "1000", "*", "type", "failed", "by", who, "reason", reason]]
+        var commands = [eventCommand(run, type: "failed", ["by", who, "reason", reason])]
         // A ctl hash holding only a state would be worse than none.
         if reason != CorruptRunError.ctlMissing { commands.insert(["HSET", keys.ctl, "state", RunState.failed.rawValue, "failure", reason], at: 0) }
         if deactivate { commands += [["SREM", GlobalKeys.active, run], ["PUBLISH", GlobalKeys.signals, "\(run) failed 0"]] }
         _ = try? await c.pipeline(commands)
+    }
+
+    /// XADD of an event of `type` with `fields` (name, value, …) to the run's stream, capped
+    /// as the scripts cap it.
+    public static func eventCommand(_ run: String, type: String, _ fields: [String]) -> [String] {
+        ["XADD", RunKeys(run: run).events, "MAXLEN", "~", "1000", "*", "type", type] + fields
     }
 
     /// Checks a ctl hash field by field; the error names the field.
@@ -197,12 +203,11 @@ public enum RunStore {
             }
             scales.append(Curve.Scale(fromTick: parts[0], targetMilli: parts[1]))
         }
-        _ = try int("gen", in: 0...Int64(Int32.max))
         _ = try int("lease_seq", in: 0...(1 << 53))
         return RunInfo(
             id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms", in: time) },
             ticks: ticks, stopTick: try int("stop_tick", in: 0...ticks), granted: try int("granted", in: 0...(1 << 53)),
             submittedMs: try int("submitted_ms", in: time), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms", in: time) },
-            generation: try int("gen"), hash: hash, scales: scales)
+            generation: try int("gen", in: 0...Int64(Int32.max)), hash: hash, scales: scales)
     }
 }

@@ -23,7 +23,8 @@ public final class TargetGuard: Sendable {
 
     let allowlist: TargetAllowlist?
     let onRefused: @Sendable (TargetRefused) -> Void
-    let decided = Mutex<[String: TargetRefused?]>([:])
+    /// Decisions per `host:port` (nil: allowed), and the targets whose refusal was reported.
+    let memory = Mutex<(decided: [String: TargetRefused?], reported: Set<String>)>(([:], []))
 
     /// A guard for `allowlist` (nil: allow all); `onRefused` hears each refused target once.
     public init(allowlist: TargetAllowlist?, onRefused: @escaping @Sendable (TargetRefused) -> Void = { _ in }) {
@@ -51,33 +52,26 @@ public final class TargetGuard: Sendable {
     public func check(host: String, port: Int) throws(TargetRefused) {
         guard let allowlist else { return }
         let key = "\(host):\(port)"
-        if let known = decided.withLock({ $0[key] }) {
+        if let known = memory.withLock({ $0.decided[key] }) {
             if let refusal = known { throw refusal }
             return
         }
-        var refusal: TargetRefused?
         switch allowlist.decision(host: host, port: port) {
         case .allowed:
-            refusal = nil
+            break
         case .refused:
-            refusal = TargetRefused(target: key, reason: "not in this worker's --allow-target (\(allowlist))")
+            throw refuse(TargetRefused(target: key, reason: "not in this worker's --allow-target (\(allowlist))"))
         case .resolve:
             let addresses = TargetGuard.resolve(host)
             if addresses.isEmpty {
-                // Not cached: a name that does not resolve now may resolve at the next request.
-                throw TargetRefused(target: key, reason: "the name does not resolve, and no name rule in --allow-target (\(allowlist)) allows it")
-            } else if let outside = addresses.first(where: { !allowlist.allows(address: $0, port: port) }) {
-                refusal = TargetRefused(target: key, reason: "it resolves to \(TargetGuard.text(outside)), not in this worker's --allow-target (\(allowlist))")
+                // Not remembered: a name that does not resolve now may resolve at the next request.
+                throw refuse(TargetRefused(target: key, reason: "the name does not resolve, and no name rule in --allow-target (\(allowlist)) allows it"), remember: false)
+            }
+            if let outside = addresses.first(where: { !allowlist.allows(address: $0, port: port) }) {
+                throw refuse(TargetRefused(target: key, reason: "it resolves to \(TargetGuard.text(outside)), not in this worker's --allow-target (\(allowlist))"))
             }
         }
-        let first = decided.withLock { d -> Bool in
-            defer { d[key] = .some(refusal) }
-            return d[key] == nil
-        }
-        if let refusal {
-            if first { onRefused(refusal) }
-            throw refusal
-        }
+        memory.withLock { $0.decided[key] = .some(nil) }
     }
 
     /// Throws ``TargetRefused`` unless the peer a transport connected to may be sent to. gRPC
@@ -98,10 +92,11 @@ public final class TargetGuard: Sendable {
         try check(host: String(address[..<colon]), port: port)
     }
 
-    private func refuse(_ refusal: TargetRefused) -> TargetRefused {
-        let first = decided.withLock { d -> Bool in
-            defer { d[refusal.target] = .some(refusal) }
-            return d[refusal.target] == nil
+    /// Remembers `refusal` (unless told not to) and reports it the first time its target is refused.
+    private func refuse(_ refusal: TargetRefused, remember: Bool = true) -> TargetRefused {
+        let first = memory.withLock { m -> Bool in
+            if remember { m.decided[refusal.target] = .some(refusal) }
+            return m.reported.insert(refusal.target).inserted
         }
         if first { onRefused(refusal) }
         return refusal

@@ -125,18 +125,24 @@ public final class Supervisor: Sendable {
             await RunStore.markFailed(run, reason: CorruptRunError.ctlMissing, by: id, deactivate: true, on: connection)
             return
         }
-        // A run above the ceiling (written past submit and scale) never gets a plan.
-        var over = limits.problems(info.definition)
-        for scale in info.scales {
-            if let p = limits.problem(scaling: info.definition.model, to: scale.targetMilli) { over.append(p) }
-        }
-        if !over.isEmpty, info.state.isLive { throw DefinitionError(problems: over) }
         let client = RunClient(run: run)
-        let curve = curves.withLock { c -> Curve in
-            if let (hash, _, scales, cv) = c[run], hash == info.hash, scales == info.scales { return cv }
-            let cv = info.curve
-            c[run] = (info.hash, info.definition, info.scales, cv)
+        let cached = curves.withLock { c -> Curve? in
+            guard let (hash, _, scales, cv) = c[run], hash == info.hash, scales == info.scales else { return nil }
             return cv
+        }
+        let curve: Curve
+        if let cached {
+            curve = cached
+        } else {
+            // A new definition or scale: a run above the ceiling (written past submit and
+            // scale) never gets a plan; else its curve is kept until the next change.
+            var over = limits.problems(info.definition)
+            for scale in info.scales {
+                if let p = limits.problem(scaling: info.definition.model, to: scale.targetMilli) { over.append(p) }
+            }
+            if !over.isEmpty, info.state.isLive { throw DefinitionError(problems: over) }
+            curve = info.curve
+            curves.withLock { $0[run] = (info.hash, info.definition, info.scales, curve) }
         }
         let tickMs = info.definition.tickMs
         switch info.state {

@@ -129,11 +129,11 @@ final class RunWorker: Sendable {
         state = Mutex(State(stopTick: min(info.stopTick, info.ticks)))
         pools = PoolKeeper(connection: connections.control, worker: worker, ttl: .milliseconds(info.definition.leaseTTLMs), logger: l)
         telemetry = Telemetry(run: info.id, scenario: info.definition.scenario)
-        let events = RunKeys(run: info.id).events
         let control = connections.control
-        targets = TargetGuard(allowlist: caps.limits.allowlist) { [l, worker] refusal in
+        targets = TargetGuard(allowlist: caps.limits.allowlist) { [l, worker, run] refusal in
             l.error("refused a target outside --allow-target; nothing is sent to it", metadata: ["target": "\(refusal.target)", "reason": "\(refusal.reason)"])
-            Task { _ = try? await control.send(["XADD", events, "MAXLEN", "~", "1000", "*", "type", "target_refused", "worker", worker, "target", refusal.target, "reason", refusal.reason]) }
+            let event = RunStore.eventCommand(run, type: "target_refused", ["worker", worker, "target", refusal.target, "reason", refusal.reason])
+            Task { _ = try? await control.send(event) }
         }
     }
 
@@ -141,10 +141,8 @@ final class RunWorker: Sendable {
     func capMet(_ cap: String, _ value: Int) {
         guard capsMet.withLock({ $0.insert(cap).inserted }) else { return }
         logger.warning("this worker's cap holds the run back", metadata: ["cap": "\(cap)", "value": "\(value)"])
-        let events = RunKeys(run: run).events
-        Task { [connections, worker] in
-            _ = try? await connections.control.send(["XADD", events, "MAXLEN", "~", "1000", "*", "type", "capped", "worker", worker, "cap", cap, "value", String(value)])
-        }
+        let event = RunStore.eventCommand(run, type: "capped", ["worker", worker, "cap", cap, "value", String(value)])
+        Task { [connections] in _ = try? await connections.control.send(event) }
     }
 
     // MARK: - Life
