@@ -16,7 +16,8 @@ let package = Package(
     name: "J4",
     platforms: [.macOS(.v15)],
     products: [
-        /// What a user's own scenario package depends on: the scenario API and the whole `j4` command line.
+        /// What a user's own scenario package depends on: the scenario API (J4Scenario, J4Core)
+        /// and the whole `j4` command line; the cluster's internals are not part of it.
         .library(name: "J4", targets: ["J4"]),
         /// The gRPC client interceptor, for scenarios that use grpc-swift 2.
         .library(name: "J4GRPC", targets: ["J4GRPC"]),
@@ -35,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // Only for the example shop server in examples/http-checkout.
         .package(url: "https://github.com/GraphQLSwift/GraphQL", from: "4.0.0"),
     ],
@@ -81,9 +83,11 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
-        // Runtime: worker, supervisor, scenario engine, protocol clients, the Redis-side protocol.
+        // The scenario API, what a user's scenarios see: Scenario, the VU and iteration
+        // contexts, the protocol clients (HTTP, GraphQL, WebSocket, streams), steps, checks,
+        // custom metrics and pool items. Public API of the J4 product.
         .target(
-            name: "J4Runtime",
+            name: "J4Scenario",
             dependencies: [
                 "J4Core", "J4Redis",
                 .product(name: "Logging", package: "swift-log"),
@@ -96,26 +100,41 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        // The cluster: worker, supervisor, the Redis-side protocol (typed script clients),
+        // pools, summaries and reports. Not public API of the J4 product.
+        .target(
+            name: "J4Runtime",
+            dependencies: [
+                "J4Core", "J4Redis", "J4Scenario",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: settings
+        ),
         // gRPC instrumentation: a client interceptor for grpc-swift 2 (its own product, so
         // that users without gRPC do not build it).
         .target(
             name: "J4GRPC",
-            dependencies: ["J4Runtime", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            dependencies: ["J4Scenario", .product(name: "GRPCCore", package: "grpc-swift-2")],
             swiftSettings: settings
         ),
         // The command line, as a library: a user's executable calls `J4CLI.main(scenarios:)`.
         .target(
             name: "J4",
             dependencies: [
-                "J4Core", "J4Redis", "J4Runtime", "J4Sink",
+                "J4Core", "J4Redis", "J4Scenario", "J4Runtime", "J4Sink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: settings
         ),
@@ -171,22 +190,24 @@ let package = Package(
         .target(
             name: "J4TestSupport",
             dependencies: [
-                "J4Redis", "J4Core", "J4Runtime", "J4Sink",
+                "J4Redis", "J4Core", "J4Scenario", "J4Runtime", "J4Sink",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: settings
         ),
         .testTarget(name: "J4CoreTests", dependencies: ["J4Core", "J4TestSupport"], swiftSettings: settings),
+        // The worker's and supervisor's decisions as pure code: table tests, no Redis, no clock.
+        .testTarget(name: "J4RuntimeTests", dependencies: ["J4Runtime", "J4Scenario", "J4Core"], swiftSettings: settings),
         .testTarget(
             name: "J4RedisTests",
-            dependencies: ["J4Redis", "J4Runtime", "J4Core", "J4TestSupport"],
+            dependencies: ["J4Redis", "J4Runtime", "J4Scenario", "J4Core", "J4TestSupport"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "J4GRPCTests",
             dependencies: [
-                "J4GRPC", "J4Runtime",
+                "J4GRPC", "J4Scenario", "J4Runtime",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],
@@ -195,7 +216,7 @@ let package = Package(
         .testTarget(
             name: "J4EndToEndTests",
             dependencies: [
-                "J4Core", "J4Redis", "J4Runtime", "J4TestSupport",
+                "J4Core", "J4Redis", "J4Scenario", "J4Runtime", "J4TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),

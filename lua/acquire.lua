@@ -15,8 +15,10 @@
 -- Reply: {now_ms, state, gen, start_ms (-1 before start), stop_tick, cap, live_workers,
 --         held_count, shard, token, expiry_ms, ... , lost_count, shard, ...}
 -- Errors: J4_NO_RUN (no such run), J4_CORRUPT (the leases set is missing)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+-- @include lib/fence.lua
+-- @include lib/fair_share.lua
+local now = now_ms()
 
 local c = redis.call('HMGET', KEYS[1], 'state', 'shards', 'ttl_ms', 'stop_tick', 'gen', 'start_ms')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
@@ -29,16 +31,12 @@ local worker = ARGV[1]
 if live_state and redis.call('ZCARD', KEYS[2]) == 0 then return redis.error_reply('J4_CORRUPT the leases set is missing') end
 
 if live_state then redis.call('ZADD', KEYS[4], now, worker) end
-local live = redis.call('ZCOUNT', KEYS[4], now - ttl, '+inf')
-if live < 1 then live = 1 end
-local cap = math.ceil(shards / live)
+local cap, live = fair_share(KEYS[4], shards, ttl, now)
 
 local held, lost = {}, {}
 for i = 4, #ARGV, 2 do
   local shard, token = ARGV[i], ARGV[i + 1]
-  local owner = redis.call('HGET', KEYS[3], shard)
-  local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
-  if live_state and owner == worker .. '|' .. token and expiry > now then
+  if live_state and holds_lease(KEYS[3], KEYS[2], shard, worker, token, now) then
     redis.call('ZADD', KEYS[2], 'XX', now + ttl, shard)
     held[#held + 1] = {shard, token}
   else

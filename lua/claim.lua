@@ -3,7 +3,12 @@
 -- each (tick, shard) exactly once; a retry with the same token gets the same answer, any
 -- other token is refused. Only the current and the next tick can be claimed, and never a
 -- tick at or past stop_tick. ctl.claimed_tick keeps the highest tick with a grant, so that
--- stop.lua and abort.lua never set stop_tick at or below a tick already granted. For
+-- stop.lua and abort.lua never set stop_tick at or below a tick already granted, and so that
+-- the run's time never goes back (lib/run_tick.lua): whatever Redis' clock says, no tick
+-- below claimed_tick - 1 is claimed again. The grant records of ticks claimed_tick - 1 and
+-- claimed_tick are therefore the only ones that still guard anything; they are kept for a
+-- day, and given a minute (to be read by hand) only once claimed_tick has moved past them,
+-- so that no step of Redis' clock short of a day expires a record a claim still needs. For
 -- arrival-rate runs the iterations granted are added to ctl.granted and to the tick's
 -- "<n>:g" field in the ticks hash (where workers add "<n>:s" started and "<n>:d" dropped),
 -- so that what is granted for a tick never exceeds its target and can be accounted for.
@@ -19,17 +24,21 @@
 -- KEYS[6] ticks: j4:{r:ID}:ticks (per-tick accounting: <n>:g, <n>:s, <n>:d)
 -- KEYS[7] workers: j4:{r:ID}:workers (heartbeats)
 -- KEYS[8] events: j4:{r:ID}:events
+-- KEYS[9] claims_before: j4:{r:ID}:claims:<tick - 2> (expires a minute after tick n is the first granted above it)
+-- KEYS[10] claims_older: j4:{r:ID}:claims:<tick - 3> (likewise, when tick n - 1 had no grant)
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2] tick: the tick n to claim
--- ARGV[3] primary: host:port of the primary this runs on, as Sentinel named it ("" without Sentinel)
--- ARGV[4...] shard, token: the leases to claim with
+-- ARGV[3...] shard, token: the leases to claim with
 --
--- The failover barrier: Redis replicates asynchronously, so a grant made on a primary that
--- then failed may be missing on the replica promoted in its place. The run records the
--- primary it was claimed on (ctl.redis_primary). A claim on another primary sets
--- ctl.barrier_tick = now_tick + 2 and writes a "failover" event; no tick below the barrier is
--- granted there. Only the current and the next tick can ever be claimed, so every tick the
--- old primary could have granted is below the barrier: no (tick, shard) is granted twice.
+-- The barrier: a grant may be lost after it was made and used. Redis restarted in place
+-- reloads an AOF fsynced once a second, or an older snapshot; a replica promoted by a
+-- failover (Sentinel, or a Redis Cluster shard) lacks what was not yet replicated. Each
+-- such server is a new process with a new run_id (lib/epoch.lua). The run records the
+-- run_id of the server it was submitted and claimed on (ctl.redis_epoch); a claim on another
+-- sets ctl.barrier_tick = now_tick + 2 and writes a "redis_changed" event, and no tick below
+-- the barrier is granted. Only the current and the next tick can ever be claimed, so every
+-- tick a lost grant was for is below the barrier: no (tick, shard) is granted twice. The
+-- ticks in between are unclaimed.
 -- Reply: {now_ms, code, a, b, stop_tick, count, shard, status, renewed, ..., cap}
 --   code: ok | aborted | not_running | not_started | past | early | stopped | no_plan | barrier
 --   a, b: F(n), F(n+1) for arrival-rate; V(n), V(n) for vus (0, 0 unless ok)
@@ -37,11 +46,15 @@
 --   renewed per shard: 1 when the lease was extended to now + TTL (only with code ok), else 0
 --   cap (only with code ok): the caller's fair share now, as renew.lua computes it, so a
 --   worker learns at its next claim that a worker died and it may take more shards
--- Errors: J4_NO_RUN (no such run)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Errors: J4_NO_RUN (no such run), J4_NO_EPOCH (the server reports no run_id or master_replid)
+-- @include lib/now.lua
+-- @include lib/fence.lua
+-- @include lib/fair_share.lua
+-- @include lib/run_tick.lua
+-- @include lib/epoch.lua
+local now = now_ms()
 
-local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'model', 'shards', 'ttl_ms')
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'model', 'shards', 'ttl_ms', 'claimed_tick')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
 local state, stop_tick = c[1], tonumber(c[4])
 local n = tonumber(ARGV[2])
@@ -51,24 +64,24 @@ if state == 'aborted' then return answer('aborted') end
 if state ~= 'running' and state ~= 'stopping' then return answer('not_running') end
 if not c[2] then return answer('not_started') end
 local start, tick = tonumber(c[2]), tonumber(c[3])
-local now_tick = math.floor((now - start) / tick)
+local claimed = tonumber(c[8] or '-1')
+local now_tick = run_tick(now, start, tick, claimed)
 if n < now_tick then return answer('past') end
 if n > now_tick + 1 then return answer('early') end
 if n >= stop_tick then return answer('stopped') end
 
-local primary = ARGV[3]
-if primary ~= '' then
-  local known = redis.call('HGET', KEYS[1], 'redis_primary')
-  if not known then
-    redis.call('HSET', KEYS[1], 'redis_primary', primary)
-  elseif known ~= primary then
-    local barrier = now_tick + 2
-    redis.call('HSET', KEYS[1], 'redis_primary', primary, 'barrier_tick', barrier)
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', 1000, '*', 'type', 'failover', 'at', now,
-      'from', known, 'to', primary, 'barrier_tick', barrier)
-  end
-  if n < tonumber(redis.call('HGET', KEYS[1], 'barrier_tick') or '-1') then return answer('barrier') end
+local epoch = server_epoch()
+if not epoch then return redis.error_reply('J4_NO_EPOCH the Redis server reports no run_id or master_replid in INFO') end
+local known = redis.call('HGET', KEYS[1], 'redis_epoch')
+if not known then
+  redis.call('HSET', KEYS[1], 'redis_epoch', epoch)
+elseif known ~= epoch then
+  local barrier = now_tick + 2
+  redis.call('HSET', KEYS[1], 'redis_epoch', epoch, 'barrier_tick', barrier)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', 1000, '*', 'type', 'redis_changed', 'at', now,
+    'from', known, 'to', epoch, 'barrier_tick', barrier)
 end
+if n < tonumber(redis.call('HGET', KEYS[1], 'barrier_tick') or '-1') then return answer('barrier') end
 
 local arrival = (c[5] == 'arrival-rate')
 local a = redis.call('HGET', KEYS[4], n)
@@ -82,12 +95,10 @@ redis.call('ZADD', KEYS[7], now, worker)
 local reply = {now, 'ok', a, b, stop_tick, 0}
 local any = false
 local newly = 0
-for i = 4, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local shard, token = ARGV[i], ARGV[i + 1]
   local status
-  local owner = redis.call('HGET', KEYS[3], shard)
-  local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
-  local valid = (owner == worker .. '|' .. token and expiry > now)
+  local valid = holds_lease(KEYS[3], KEYS[2], shard, worker, token, now)
   if valid then redis.call('ZADD', KEYS[2], 'XX', now + ttl, shard) end
   if not valid then
     status = 'fenced'
@@ -110,15 +121,19 @@ for i = 4, #ARGV, 2 do
   reply[#reply + 1] = status
   reply[#reply + 1] = valid and 1 or 0
 end
-local live = redis.call('ZCOUNT', KEYS[7], now - ttl, '+inf')
-if live < 1 then live = 1 end
-reply[#reply + 1] = math.ceil(shards / live)
-if any and n > tonumber(redis.call('HGET', KEYS[1], 'claimed_tick') or '-1') then
+reply[#reply + 1] = fair_share(KEYS[7], shards, ttl, now)
+if any and n > claimed then
   redis.call('HSET', KEYS[1], 'claimed_tick', n)
+  -- Ticks below n - 1 can no longer be claimed: their grant records have done their work
+  -- and stay a minute, to be read by hand.
+  redis.call('PEXPIREAT', KEYS[9], now + 60000)
+  redis.call('PEXPIREAT', KEYS[10], now + 60000)
 end
 if newly > 0 then
   redis.call('HINCRBY', KEYS[1], 'granted', newly)
   redis.call('HINCRBY', KEYS[6], n .. ':g', newly)
 end
-redis.call('PEXPIREAT', KEYS[5], start + (n + 2) * tick + 60000)
+-- A day on Redis' clock, shortened to a minute when the run moves on (above); the day is the
+-- net for the last records of a run that ends.
+if any then redis.call('PEXPIREAT', KEYS[5], now + 86400000) end
 return reply

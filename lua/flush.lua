@@ -1,18 +1,20 @@
 -- flush.lua: adds one worker's metrics of one second to that second's hash and to the run's
--- totals. Deduplicated by the worker's sequence number: a retried flush (after a timeout
--- left the outcome unknown) is counted once. Fields named max:<name> keep the maximum;
+-- totals. Deduplicated by the sender's sequence number: a retried flush (after a timeout
+-- left the outcome unknown) is counted once. The sender is a worker process in one run
+-- (worker id and process nonce), so a process restarted under the same worker id starts
+-- a sequence of its own and its flushes are never taken for its predecessor's. Fields named max:<name> keep the maximum;
 -- fields named t:<n>:<what> are added to the run's ticks hash as <n>:<what> (per-tick
 -- accounting: s started, d dropped); fields named slow:<member> add <member> to the run's
 -- slowest iterations with the latency as score, keeping the 20 slowest; every other field is
 -- added with HINCRBY, so Redis merges the cluster's counters and histogram buckets.
 --
--- KEYS[1] seqs: j4:{r:ID}:seqs (worker -> last sequence number)
+-- KEYS[1] seqs: j4:{r:ID}:seqs (worker|nonce -> last sequence number)
 -- KEYS[2] second: j4:{r:ID}:m:<unix second>
 -- KEYS[3] totals: j4:{r:ID}:totals
 -- KEYS[4] ticks: j4:{r:ID}:ticks
 -- KEYS[5] slow: j4:{r:ID}:slow (zset: trace-id worker vu iteration unix-ms -> latency µs)
--- ARGV[1] worker: the caller's worker id
--- ARGV[2] seq: this flush's sequence number (increasing per worker)
+-- ARGV[1] sender: the caller's worker id and process nonce, worker|nonce
+-- ARGV[2] seq: this flush's sequence number (increasing per sender)
 -- ARGV[3] ttl_s: expiry of the second's hash, in seconds
 -- ARGV[4...] field, delta: counters and histogram buckets
 -- Reply: 1 when added, 0 when this sequence number was already added

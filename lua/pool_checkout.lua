@@ -14,8 +14,8 @@
 -- ARGV[3] ttl_ms: how long the hold lasts without a renewal
 -- Reply: {code, index, item, expiry_ms, now_ms}; code: ok | empty (all held) | no_pool
 -- Errors: none
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+local now = now_ms()
 
 local m = redis.call('HMGET', KEYS[1], 'mode', 'count')
 if not m[1] then return {'no_pool', -1, '', 0, now} end

@@ -13,8 +13,8 @@
 -- ARGV[4...] item: item JSON, in order
 -- Reply: {code, count}; code: ok | held (items are checked out and force is 0)
 -- Errors: none
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+local now = now_ms()
 
 if ARGV[2] == '1' then
   local held = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')

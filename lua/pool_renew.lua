@@ -7,8 +7,8 @@
 -- ARGV[2...] index, holder: each item and its worker|vu|token
 -- Reply: {now_ms, lost_count, index, ...}
 -- Errors: none
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+local now = now_ms()
 
 local lost = {}
 for i = 2, #ARGV, 2 do

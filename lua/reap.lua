@@ -10,8 +10,8 @@
 -- ARGV[1] limit: most workers and most leases to reap in this call
 -- Reply: {dead_workers, expired_leases}
 -- Errors: J4_NO_RUN (no such run)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+local now = now_ms()
 
 local ttl = redis.call('HGET', KEYS[1], 'ttl_ms')
 if not ttl then return redis.error_reply('J4_NO_RUN') end

@@ -1,7 +1,7 @@
 -- renew.lua: a worker's heartbeat that only extends the leases it still holds. A lease
 -- whose token no longer matches, or that has expired, is reported lost (and a "lost" event
 -- written) and never revived.
--- The caller sheds max(0, held - cap) shards at its next tick boundary.
+-- The caller sheds max(0, held - cap) shards as soon as it reads the reply.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] leases: j4:{r:ID}:leases
@@ -13,8 +13,10 @@
 -- Reply: as acquire.lua: {now_ms, state, gen, start_ms, stop_tick, cap, live_workers,
 --         held_count, shard, token, expiry_ms, ..., lost_count, shard, ...}
 -- Errors: J4_NO_RUN (no such run), J4_CORRUPT (the leases set is missing)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+-- @include lib/fence.lua
+-- @include lib/fair_share.lua
+local now = now_ms()
 
 local c = redis.call('HMGET', KEYS[1], 'state', 'shards', 'ttl_ms', 'stop_tick', 'gen', 'start_ms')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
@@ -25,17 +27,13 @@ local worker = ARGV[1]
 if live_state and redis.call('ZCARD', KEYS[2]) == 0 then return redis.error_reply('J4_CORRUPT the leases set is missing') end
 
 if live_state then redis.call('ZADD', KEYS[4], now, worker) end
-local live = redis.call('ZCOUNT', KEYS[4], now - ttl, '+inf')
-if live < 1 then live = 1 end
-local cap = math.ceil(shards / live)
+local cap, live = fair_share(KEYS[4], shards, ttl, now)
 
 local reply = {now, state, tonumber(c[5]), tonumber(c[6] or '-1'), tonumber(c[4]), cap, live, 0}
 local lost = {}
 for i = 2, #ARGV, 2 do
   local shard, token = ARGV[i], ARGV[i + 1]
-  local owner = redis.call('HGET', KEYS[3], shard)
-  local expiry = tonumber(redis.call('ZSCORE', KEYS[2], shard) or '0')
-  if live_state and owner == worker .. '|' .. token and expiry > now then
+  if live_state and holds_lease(KEYS[3], KEYS[2], shard, worker, token, now) then
     redis.call('ZADD', KEYS[2], 'XX', now + ttl, shard)
     reply[8] = reply[8] + 1
     reply[#reply + 1] = tonumber(shard)

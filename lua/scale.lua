@@ -12,14 +12,15 @@
 -- ARGV[2] who: who asked, for the event
 -- Reply: {code, from_tick}; code: ok | not_running | too_late | no_plan
 -- Errors: J4_NO_RUN (no such run)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+-- @include lib/run_tick.lua
+local now = now_ms()
 
-local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'ticks', 'duration_ms', 'model', 'scales', 'stop_tick')
+local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'ticks', 'duration_ms', 'model', 'scales', 'stop_tick', 'claimed_tick')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end
 if c[1] ~= 'running' or not c[2] then return {'not_running', -1} end
 local start, tick, ticks, duration = tonumber(c[2]), tonumber(c[3]), tonumber(c[4]), tonumber(c[5])
-local k = math.max(0, math.floor((now - start) / tick) + 2)
+local k = math.max(0, run_tick(now, start, tick, tonumber(c[9] or '-1')) + 2)
 local scales = c[7] or ''
 for from in string.gmatch(scales, '(%d+):%d+:%d+') do
   if tonumber(from) > k then k = tonumber(from) end
@@ -34,15 +35,17 @@ if c[6] == 'arrival-rate' then
   base = tonumber(base)
   local hi = math.floor(target / 1000000)
   local lo = target - hi * 1000000
-  -- The supervisor publishes about 10 ticks ahead; rewrite 20 so that none is left stale.
-  for n = k + 1, math.min(ticks, k + 20) do
+  -- The supervisor publishes the longer of 10 ticks and 4 s ahead; rewrite the longer of 20
+  -- ticks and 6 s, so that none is left stale.
+  local ahead = math.max(20, math.ceil(6000 / tick))
+  for n = k + 1, math.min(ticks, k + ahead) do
     local elapsed = math.min(n * tick, duration) - k * tick
     redis.call('HSET', KEYS[2], n, base + hi * elapsed + math.ceil(lo * elapsed / 1000000))
   end
 else
   base = 0
   local vus = math.floor(target / 1000)
-  for n = k, math.min(ticks - 1, k + 20) do redis.call('HSET', KEYS[2], n, vus) end
+  for n = k, math.min(ticks - 1, k + math.max(20, math.ceil(6000 / tick))) do redis.call('HSET', KEYS[2], n, vus) end
 end
 
 local entry = k .. ':' .. target .. ':' .. base

@@ -15,8 +15,8 @@
 -- ARGV[3] channel: the pub/sub channel told "<run> <state> <stop_tick>" (j4:signals)
 -- Reply: {state, stop_tick}
 -- Errors: J4_NO_RUN (no such run)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include lib/now.lua
+local now = now_ms()
 
 local c = redis.call('HMGET', KEYS[1], 'state', 'start_ms', 'tick_ms', 'stop_tick', 'claimed_tick', 'run')
 if not c[1] then return redis.error_reply('J4_NO_RUN') end

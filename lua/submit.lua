@@ -1,6 +1,7 @@
 -- submit.lua: store a validated run definition. Idempotent: the same run id with the same
 -- definition hash returns the same answer; the same id with another hash is refused.
--- The client adds the run to the global indexes (j4:runs, j4:active) afterwards.
+-- The client adds the run to j4:runs before (so that Redis refuses a user who may not
+-- submit before anything is written) and to j4:active after.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl (hash)
 -- KEYS[2] leases: j4:{r:ID}:leases (zset; every shard is created free, score 0)
@@ -19,9 +20,13 @@
 -- ARGV[12] max_in_flight: per-worker in-flight cap
 -- ARGV[13] duration_ms: the run's length T
 -- Reply: {"created"|"exists", run id}
--- Errors: J4_CONFLICT (the id exists with another definition)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Errors: J4_CONFLICT (the id exists with another definition), J4_NO_EPOCH (the server reports no run_id or master_replid)
+-- @include lib/now.lua
+-- @include lib/epoch.lua
+local now = now_ms()
+
+local epoch = server_epoch()
+if not epoch then return redis.error_reply('J4_NO_EPOCH the Redis server reports no run_id or master_replid in INFO') end
 
 local existing = redis.call('HGET', KEYS[1], 'hash')
 if existing then
@@ -34,7 +39,7 @@ redis.call('HSET', KEYS[1],
   'name', ARGV[4], 'scenario', ARGV[5], 'model', ARGV[6], 'shards', ARGV[7],
   'tick_ms', ARGV[8], 'ttl_ms', ARGV[9], 'ticks', ARGV[10], 'stop_tick', ARGV[10],
   'target', ARGV[11], 'max_in_flight', ARGV[12], 'duration_ms', ARGV[13], 'submitted_ms', now,
-  'gen', '1', 'lease_seq', '0', 'granted', '0')
+  'gen', '1', 'lease_seq', '0', 'granted', '0', 'redis_epoch', epoch)
 
 local shards = tonumber(ARGV[7])
 local batch = {}

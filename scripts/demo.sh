@@ -4,7 +4,7 @@
 #   bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 swift build --product j4      # a debug build is quicker to make; use -c release for real load
 J4="$(swift build --show-bin-path)/j4"
 

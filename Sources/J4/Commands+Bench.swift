@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import J4Core
-import J4Redis
-import J4Runtime
+internal import J4Redis
+internal import J4Runtime
 import Logging
 import Synchronization
 
@@ -99,7 +99,7 @@ struct BenchCoordinationCommand: AsyncParsableCommand {
                                 let claim = try await recorder.timed("claim") { try await client.claim(c, worker: name, tick: tick, shards: held) }
                                 cap = claim.cap ?? cap
                                 seq += 1
-                                let fields: [(String, Int64)] = [("started", 100), ("ok", 100), ("t:\(tick):s", 100), ("lat:120", 60), ("lat:130", 40), ("lat_sum_us", 12_000), ("max:lat", 300), ("max:w:" + name, 1)]
+                                let fields: [(String, Int64)] = ([(.started, 100), (.ok, 100), (.tickStarted(tick), 100), (.latencyBucket(120), 60), (.latencyBucket(130), 40), (.latencySum, 12_000), (.maximum(MetricField.iterationHistogram), 300), (.activeWorker(name), 1)] as [(MetricField, Int64)]).map { ($0.0.name, $0.1) }
                                 _ = try await recorder.timed("flush") { try await client.flush(c, worker: name, seq: seq, second: nowMs / 1000, fields: fields) }
                             }
                         }

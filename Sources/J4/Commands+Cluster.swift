@@ -2,8 +2,8 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import J4Core
-import J4Redis
-import J4Runtime
+internal import J4Redis
+internal import J4Runtime
 import Logging
 import NIOSSL
 
@@ -169,17 +169,23 @@ struct AbortCommand: AsyncParsableCommand {
         do {
             guard try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
         } catch is CorruptRunError {}
-        let (state, stopTick) = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
-        try await RunStore.deactivate(run, on: connection)
+        let (state, stopTick) = try await abortRun(run, reason: reason, on: connection)
         print("\(run) \(state.rawValue) (no tick from \(stopTick) on; iterations in flight are cancelled)")
     }
+}
+
+/// Aborts `run` as a person at this host did (abort.lua) and takes it off the active set.
+func abortRun(_ run: String, reason: String, on connection: RedisConnection) async throws -> (RunState, Int64) {
+    let result = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
+    try await RunStore.deactivate(run, on: connection)
+    return result
 }
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a long-lived worker: takes shard leases, claims ticks, runs the scenarios.",
-        discussion: "SIGTERM or SIGINT: stop claiming, finish the current tick, release every lease, flush metrics, exit.")
+        discussion: "SIGTERM, SIGINT or SIGHUP: stop claiming, finish the current tick, release every lease, flush metrics, exit.")
 
     @OptionGroup var redisOptions: RedisOptions
     @Option(name: .long, help: "Worker id (default: $J4_WORKER_ID; else $J4_POD_NAME or host name and pid, plus a boot nonce).") var id: String?
@@ -200,14 +206,13 @@ struct WorkerCommand: AsyncParsableCommand {
             logger.warning("no --allow-target: this worker sends load wherever a run says")
         }
         let metricsEndpoint = try await metricsOptions.start(ready: { worker.isConnected })
-        defer { Task { await metricsEndpoint?.close() } }
-        let trap = SignalTrap([SIGTERM, SIGINT]) { sig in
-            logger.info("signal received: leaving gracefully", metadata: ["signal": "\(sig)"])
-            worker.leave()
+        logger.info("worker starting", metadata: ["redis": "\(endpoint)"])
+        do {
+            try await runServices(withMetrics(metricsEndpoint, [.main(WorkerService(worker: worker, logger: logger))]), logger: logger)
+        } catch {
+            try? await http.shutdown()
+            throw error
         }
-        logger.info("worker started", metadata: ["redis": "\(endpoint)"])
-        await worker.run()
-        trap.cancel()
         try? await http.shutdown()
         logger.info("worker stopped")
     }
@@ -222,7 +227,18 @@ struct SupervisorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Supervisor id (default: $J4_POD_NAME, or host name and pid).") var id: String?
     @Option(name: .long, help: "Most iterations per second any one run may ask for; submit and scale refuse more (default: $J4_MAX_RUN_RATE; none: no ceiling).") var maxRunRate: String?
     @Option(name: .customLong("max-run-vus"), help: "Most VUs any one run may ask for (default: $J4_MAX_RUN_VUS; none: no ceiling).") var maxRunVUs: String?
+    @Option(name: .long, help: "Delete a run this long after it was submitted and ended, e.g. 24h (default: $J4_RETAIN or 168h, 7 days; forever: keep).") var retain: String?
     @OptionGroup var metricsOptions: MetricsOptions
+
+    /// `--retain` or `$J4_RETAIN`: nil keeps runs forever.
+    func retention() throws -> Duration? {
+        let text = retain ?? ProcessInfo.processInfo.environment["J4_RETAIN"] ?? "168h"
+        if text == "forever" { return nil }
+        guard let ms = DurationText.milliseconds(text), ms >= 1000 else {
+            throw CLIError.invalid("\(retain == nil ? "J4_RETAIN" : "--retain"): \"\(text)\" is not accepted; give a duration of at least 1s, such as 24h or 168h, or forever")
+        }
+        return .milliseconds(ms)
+    }
 
     /// The ceiling from the flags, else the environment; a bad value is named, with what is accepted.
     func limits() throws -> RunLimits {
@@ -247,12 +263,9 @@ struct SupervisorCommand: AsyncParsableCommand {
         let limits = try self.limits()
         let logger = try redisOptions.logger("j4.supervisor")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger, limits: limits)
+        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger, limits: limits, retain: try retention())
         let metricsEndpoint = try await metricsOptions.start(ready: { supervisor.isConnected })
-        defer { Task { await metricsEndpoint?.close() } }
-        let trap = SignalTrap([SIGTERM, SIGINT]) { _ in supervisor.resign() }
-        await supervisor.run()
-        trap.cancel()
+        try await runServices(withMetrics(metricsEndpoint, [.main(SupervisorService(supervisor: supervisor))]), logger: logger)
     }
 }
 

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import J4Core
-import J4Redis
-import J4Runtime
+internal import J4Redis
+internal import J4Runtime
 
 struct PoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

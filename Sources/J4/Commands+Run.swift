@@ -2,9 +2,11 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import J4Core
-import J4Redis
-import J4Runtime
+internal import J4Redis
+internal import J4Runtime
+import J4Scenario
 import Logging
+import ServiceLifecycle
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -72,7 +74,8 @@ struct RunCommand: AsyncParsableCommand {
         if redisOptions.redis != nil {
             endpoint = try redisOptions.endpoint()
         } else {
-            do { embedded = try await EmbeddedRedis.start() } catch { throw CLIError.infrastructure("\(error)") }
+            // The private Redis dies with this process, whatever ends it (SIGKILL included).
+            do { embedded = try await EmbeddedRedis.start(diesWithParent: true) } catch { throw CLIError.infrastructure("\(error)") }
             endpoint = embedded!.endpoint
         }
         do {
@@ -99,62 +102,23 @@ struct RunCommand: AsyncParsableCommand {
         let http = try HTTPClient.makeLoadClient(caFile: caFile)
         let limits = try limitOptions.limits()
         let metricsEndpoint = try await metricsOptions.start()
-        defer { Task { await metricsEndpoint?.close() } }
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in
             Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger, limits: limits)
         }
-        let supervisorTask = Task { await supervisor.run() }
-        let workerTasks = workerList.map { w in Task { await w.run() } }
-
-        let interrupts = InterruptCounter()
-        let trap = SignalTrap([SIGINT, SIGTERM]) { _ in
-            let n = interrupts.increment()
-            Task {
-                let client = RunClient(run: run)
-                if n == 1 {
-                    FileHandle.standardError.write(Data("\nj4: stopping the run at the next tick (Ctrl-C again to abort)\n".utf8))
-                    _ = try? await client.stop(control, mode: "stop", who: "j4 run")
-                } else {
-                    _ = try? await client.abort(control, who: "j4 run", reason: "interrupted")
-                }
-            }
+        // The watcher ends the group when the run ends; the workers then leave and the
+        // supervisor resigns (the reverse of this order), the metrics endpoint last.
+        let watcher = RunWatcher(run: run, control: control, endpoint: endpoint, progress: Progress(enabled: !quiet && isatty(STDERR_FILENO) == 1, definition: definition))
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [.helper(SupervisorService(supervisor: supervisor))] + workerList.map { .helper(WorkerService(worker: $0, logger: logger, register: false)) } + [.main(watcher)]
+        do {
+            // No signals for the group: the watcher takes them (Ctrl-C stops the run, twice aborts it).
+            try await runServices(withMetrics(metricsEndpoint, services), signals: [], logger: logger)
+        } catch {
+            try? await http.shutdown()
+            throw error
         }
-
-        let progress = Progress(enabled: !quiet && isatty(STDERR_FILENO) == 1, definition: definition)
-        var failure: (any Error)?
-        var unreachableSince: ContinuousClock.Instant?
-        while true {
-            do {
-                guard let summary = try await RunSummary.load(run, on: control) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
-                unreachableSince = nil
-                progress.show(summary)
-                if !(RunState(rawValue: summary.state)?.isLive ?? false) { break }
-            } catch let e as CLIError {
-                failure = e
-                break
-            } catch let e as CorruptRunError {
-                // The run's data is broken (its processes fail it): no use waiting for Redis.
-                failure = e
-                break
-            } catch {
-                let since = unreachableSince ?? .now
-                unreachableSince = since
-                if since.duration(to: .now) > .seconds(30) {
-                    failure = CLIError.infrastructure("Redis at \(endpoint) unreachable for 30s: \(error)")
-                    break
-                }
-            }
-            try? await Task.sleep(for: .seconds(1))
-        }
-        progress.finish()
-        trap.cancel()
-        for w in workerList { w.leave() }
-        for t in workerTasks { await t.value }
-        supervisor.resign()
-        await supervisorTask.value
         try? await http.shutdown()
-        if let failure { throw failure }
 
         guard let summary = try await RunSummary.load(run, on: control, workersDone: true) else { throw CLIError.infrastructure("run \(run) disappeared from Redis") }
         print(summary.text)
@@ -215,58 +179,6 @@ struct WaitCommand: AsyncParsableCommand {
     }
 }
 
-/// Counts Ctrl-Cs.
-final class InterruptCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func increment() -> Int {
-        lock.withLock {
-            count += 1
-            return count
-        }
-    }
-}
-
-/// The live line of `j4 run` on a terminal: progress bar, time, target and achieved rate.
-final class Progress {
-    let enabled: Bool
-    let definition: RunDefinition
-    let curve: J4Core.Curve
-    var lastStarted: Int64 = 0
-    var lastAt = ContinuousClock.now
-    var shown = false
-
-    init(enabled: Bool, definition: RunDefinition) {
-        self.enabled = enabled
-        self.definition = definition
-        curve = Curve(definition)
-    }
-
-    func show(_ s: RunSummary) {
-        guard enabled else { return }
-        let total = Double(curve.durationMs) / 1000
-        let elapsed = min(total, s.duration_s ?? 0)
-        let fraction = total > 0 ? elapsed / total : 0
-        let width = 24
-        let filled = Int(fraction * Double(width))
-        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
-        let now = ContinuousClock.now
-        let dt = Double(lastAt.duration(to: now).components.seconds) + Double(lastAt.duration(to: now).components.attoseconds) / 1e18
-        let rate = dt > 0 ? Double(s.started - lastStarted) / dt : 0
-        lastStarted = s.started
-        lastAt = now
-        let target = Double(curve.targetMilli(atMs: Int64(elapsed * 1000))) / 1000
-        let unit = definition.model == .vus ? "VUs" : "/s"
-        let line = String(format: "\r[%@] %3.0f%% %5.1fs/%.0fs %@ target %.0f%@ achieved %.0f/s started %lld failed %lld dropped %lld workers %d ",
-                          bar, fraction * 100, elapsed, total, s.state, target, unit, rate, s.started, s.failed, s.dropped, s.workers)
-        FileHandle.standardError.write(Data(line.utf8))
-        shown = true
-    }
-
-    func finish() {
-        if shown { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}
 
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

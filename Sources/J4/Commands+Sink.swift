@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import J4Core
-import J4Sink
+import Logging
+import ServiceLifecycle
+internal import J4Sink
 
 struct SinkCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +19,7 @@ struct SinkCommand: AsyncParsableCommand {
     @Option(name: .long, help: "EVERY:FOR, e.g. 10s:1s: for the last FOR of every EVERY, all requests wait.") var stall: String?
     @Option(name: .long, help: "PEM certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN); needs --tls-key.") var tlsCert: String?
     @Option(name: .long, help: "PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(name: .long, help: "Append one tab-separated line per load request, when answered, to this file: arrival and answer unix ms, then the x-j4-run, -worker, -vu, -iteration, -tick and -shard headers.") var accessLog: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not accepted; use 0 to 65535") }
@@ -45,11 +48,12 @@ struct SinkCommand: AsyncParsableCommand {
         o.errorRate = errorRate
         if let stall { o.stall = try parseStall(stall) }
         if let tlsCert, let tlsKey { o.tls = (tlsCert, tlsKey) }
+        o.accessLog = accessLog
         let sink: Sink
-        do { sink = try await Sink.start(o) } catch { throw CLIError.infrastructure("cannot listen on \(host):\(port): \(error)") }
+        do { sink = try await Sink.start(o) } catch let e as SinkAccessLog.OpenError {
+            throw CLIError.invalid("--access-log: \(e)")
+        } catch { throw CLIError.infrastructure("cannot listen on \(host):\(port): \(error)") }
         FileHandle.standardOutput.write(Data("j4 sink listening on \(tlsCert == nil ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(sink.port)\n".utf8))
-        let trap = SignalTrap([SIGTERM, SIGINT]) { _ in Task { await sink.close() } }
-        await sink.wait()
-        trap.cancel()
+        try await runServices([.main(SinkService(sink: sink))], logger: Logger(label: "j4.sink"))
     }
 }

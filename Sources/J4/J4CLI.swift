@@ -1,8 +1,9 @@
 import ArgumentParser
 import Foundation
 import J4Core
-import J4Redis
-import J4Runtime
+internal import J4Redis
+internal import J4Runtime
+import J4Scenario
 import Logging
 import NIOCore
 import NIOPosix
@@ -86,7 +87,7 @@ struct Root: AsyncParsableCommand {
         commandName: "j4",
         abstract: "J4: distributed load testing in Swift. Load stays on its curve when workers die, join or stall.",
         subcommands: [
-            RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self,
+            RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self, DeleteCommand.self,
             PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self, BenchCoordinationCommand.self,
         ])
 }
@@ -133,25 +134,6 @@ func loadDefinition(_ path: String, catalog: ScenarioCatalog) throws -> RunDefin
         if !problems.isEmpty { throw DefinitionError(problems: problems) }
     }
     return definition
-}
-
-/// Runs `handler` on the first of `signals` (and again on later ones).
-final class SignalTrap: @unchecked Sendable {
-    private var sources: [any DispatchSourceSignal] = []
-
-    init(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
-        for s in signals {
-            signal(s, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            source.setEventHandler { handler(s) }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-    }
 }
 
 /// Overwrites, in the process' own argv memory, the password of every URL argument

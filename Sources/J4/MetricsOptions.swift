@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import J4Sink
 import Metrics
 import Prometheus
 import Synchronization

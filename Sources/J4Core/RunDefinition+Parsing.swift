@@ -3,6 +3,8 @@ import Yams
 
 /// Limits that keep a definition from hurting the machines that read it.
 public enum DefinitionLimits {
+    /// The lease TTL of a definition that names none (`leaseTTL`), in ms.
+    public static let defaultLeaseTTLMs: Int64 = 3000
     /// Largest definition file, in bytes.
     public static let maxBytes = 1 << 20
     /// Most YAML/JSON nodes after aliases are expanded.
@@ -91,7 +93,7 @@ extension RunDefinition {
         let model: Model? = v.choice("model", root["model"], default: nil)
         let tickMs = v.duration("tick", root["tick"], default: 1000, range: 100...10_000)
         let shards = v.integer("shards", root["shards"], default: 64, range: 1...Int64(DefinitionLimits.maxShards))
-        let ttlMs = v.duration("leaseTTL", root["leaseTTL"], default: 3000, range: 1000...60_000)
+        let ttlMs = v.duration("leaseTTL", root["leaseTTL"], default: DefinitionLimits.defaultLeaseTTLMs, range: 1000...60_000)
         let maxInFlight = v.integer("maxInFlight", root["maxInFlight"], default: 1000, range: 1...1_000_000)
         let isVUs = model == .vus
         let start = v.target("start", root["start"], default: 0, vus: isVUs)

@@ -1,5 +1,5 @@
 import GRPCCore
-import J4Runtime
+import J4Scenario
 import Synchronization
 
 /// Instruments every RPC a scenario makes with a gRPC client (grpc-swift 2), whichever

@@ -58,4 +58,25 @@ public enum ClusterSlots {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (parts[0] == "ASK", slot, RedisEndpoint.HostPort(host: host, port: port))
     }
+
+    /// Why a CLUSTER SLOTS reply gave no slot map.
+    public struct SlotsProblem: Error, Equatable {
+        public let text: String
+    }
+
+    /// The owner of every slot from a CLUSTER SLOTS reply given by `node` (a master with an
+    /// empty host is `node`'s host); malformed ranges are skipped. A failure when the reply is
+    /// not an array or assigns no slot.
+    public static func owners(fromSlotsReply reply: RedisValue, answeredBy node: RedisEndpoint.HostPort) -> Result<[RedisEndpoint.HostPort?], SlotsProblem> {
+        guard case .array(let ranges) = reply else { return .failure(SlotsProblem(text: "CLUSTER SLOTS gave \(reply)")) }
+        var owners = [RedisEndpoint.HostPort?](repeating: nil, count: count)
+        for range in ranges {
+            guard case .array(let r) = range, r.count >= 3, let lo = r[0].int, let hi = r[1].int, case .array(let master) = r[2], master.count >= 2,
+                  let port = master[1].int, lo >= 0, hi < count, lo <= hi else { continue }
+            let host = master[0].string.flatMap { $0.isEmpty ? nil : $0 } ?? node.host
+            for slot in Int(lo)...Int(hi) { owners[slot] = RedisEndpoint.HostPort(host: host, port: Int(port)) }
+        }
+        guard owners.contains(where: { $0 != nil }) else { return .failure(SlotsProblem(text: "no slots assigned")) }
+        return .success(owners)
+    }
 }

@@ -21,7 +21,8 @@ public struct RunKeys: Sendable, Hashable {
     public var owners: String { prefix + "owners" }
     /// Zset: worker id → last heartbeat (server ms).
     public var workers: String { prefix + "workers" }
-    /// Hash: shard → `worker|token` granted tick `n`; expires a minute after the tick.
+    /// Hash: shard → `worker|token` granted tick `n`; kept a day, a minute once the run has
+    /// granted a tick two or more after it.
     public func claims(tick n: Int64) -> String { prefix + "claims:\(n)" }
     /// Hash: merged metrics of one unix second.
     public func metrics(second: Int64) -> String { prefix + "m:\(second)" }
@@ -31,7 +32,7 @@ public struct RunKeys: Sendable, Hashable {
     public var slow: String { prefix + "slow" }
     /// Hash: merged metrics of the whole run.
     public var totals: String { prefix + "totals" }
-    /// Hash: worker id → last flush sequence number (deduplicates retried flushes).
+    /// Hash: `worker|nonce` (one worker process) → last flush sequence number (deduplicates retried flushes).
     public var flushSeqs: String { prefix + "seqs" }
     /// Stream: what happened to the run, capped.
     public var events: String { prefix + "events" }
@@ -41,16 +42,19 @@ public struct RunKeys: Sendable, Hashable {
 public enum GlobalKeys {
     /// Zset: run id → submit time (ms).
     public static let runs = "j4:runs"
-    /// Set: ids of runs that are pending or running.
+    /// Set: ids of runs not yet ended (pending, running or stopping).
     public static let active = "j4:active"
     /// String: `holder|token` of the leading supervisor, with a TTL.
     public static let leader = "j4:leader"
-    /// Pub/sub channel: `<run> <state> <stop_tick>` when a run is stopped or aborted, so that
-    /// workers act at once instead of at their next claim.
+    /// Pub/sub channel, a fast path only (each fact also reaches workers through Redis):
+    /// `<run> <state> <stop_tick>` when a run is stopped, aborted (or `failed 0`) or submitted
+    /// (`pending 0`), and `<run> released <count>` when leases are handed back.
     public static let signals = "j4:signals"
     /// The cluster's ceiling on any one run (hash: max_rate_milli, max_vus), written by the
     /// leading supervisor.
     public static let limits = "j4:limits"
+    /// String: the nonce of the one live process that runs as worker `id`, with a TTL.
+    public static func worker(_ id: String) -> String { "j4:worker:" + id }
 }
 
 /// Keys of a shared data pool (`j4 pool load NAME FILE`). Pools are not a run's: every key

@@ -12,8 +12,13 @@ public struct LuaScript: Sendable, Hashable {
     /// Names of a group of ARGV that repeats after the fixed ones (e.g. `shard`, `token`), if any.
     public let repeating: [String]
 
-    /// The script's text, embedded at build time from `lua/<name>.lua`.
+    /// The script's text, embedded at build time from `lua/<name>.lua`, with the `lua/lib`
+    /// snippets its `-- @include` lines name written in.
     public var source: String { LuaSources.all[name] ?? "" }
+
+    /// The shared snippet `lua/lib/<name>.lua` (the fence, the fair share, Redis' clock), for
+    /// tests that check each shared rule once.
+    public static func library(_ name: String) -> String? { LuaSources.libraries[name] }
 
     /// Throws when a call would pass the wrong number of keys or arguments.
     public func check(keyCount: Int, argCount: Int) throws(RedisError) {
@@ -34,15 +39,19 @@ public enum Scripts {
     /// Heartbeat and renew held leases only; says which were lost and how many to shed.
     public static let renew = LuaScript(name: "renew", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker"], repeating: ["shard", "token"])
     /// Token-checked hand-back of leases.
-    public static let release = LuaScript(name: "release", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "reason"], repeating: ["shard", "token"])
+    public static let release = LuaScript(name: "release", keys: ["ctl", "leases", "owners", "workers", "events"], args: ["worker", "reason", "channel", "run"], repeating: ["shard", "token"])
     /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
-    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks", "workers", "events"], args: ["worker", "tick", "primary"], repeating: ["shard", "token"])
+    public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks", "workers", "events", "claims_before", "claims_older"], args: ["worker", "tick"], repeating: ["shard", "token"])
     /// Adds a worker's metrics of one second, once per sequence number.
-    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow"], args: ["worker", "seq", "ttl_s"], repeating: ["field", "delta"])
+    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow"], args: ["sender", "seq", "ttl_s"], repeating: ["field", "delta"])
     /// Supervisor leadership lease.
     public static let leader = LuaScript(name: "leader", keys: ["leader"], args: ["op", "holder", "token", "ttl_ms"], repeating: [])
     /// Publishes plan values ahead of now; starts a pending run.
-    public static let plan = LuaScript(name: "plan", keys: ["ctl", "plan", "events"], args: ["holder", "token", "ttl_ms", "lead_ms", "from_tick"], repeating: ["value"])
+    public static let plan = LuaScript(name: "plan", keys: ["ctl", "plan", "events"], args: ["holder", "token", "ttl_ms", "lead_ms", "gen", "from_tick"], repeating: ["value"])
+    /// One live process per worker id: claim (and renew) or release it.
+    public static let identity = LuaScript(name: "identity", keys: ["identity"], args: ["op", "nonce", "ttl_ms"], repeating: [])
+    /// Gives up a supervisor's hold on a run at once (a graceful stop).
+    public static let resign = LuaScript(name: "resign", keys: ["ctl"], args: ["holder", "token"], repeating: [])
     /// Graceful stop at the next tick boundary, or the end of a run that has run its course.
     public static let stop = LuaScript(name: "stop", keys: ["ctl", "events"], args: ["mode", "who", "channel"], repeating: [])
     /// Kill switch: no tick is granted from now on; workers are told on the signals channel.
@@ -62,5 +71,7 @@ public enum Scripts {
     public static let poolReturn = LuaScript(name: "pool_return", keys: ["free", "held", "holders"], args: [], repeating: ["index", "holder"])
 
     /// All of them.
-    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, plan, stop, abort, scale, reap, poolLoad, poolCheckout, poolRenew, poolReturn]
+    public static let delete = LuaScript(
+        name: "delete", keys: ["ctl", "plan", "leases", "owners", "workers", "ticks", "totals", "seqs", "events", "slow", "claims_last", "claims_before"], args: [], repeating: [])
+    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, identity, plan, resign, stop, abort, scale, reap, delete, poolLoad, poolCheckout, poolRenew, poolReturn]
 }

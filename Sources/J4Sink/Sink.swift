@@ -22,6 +22,8 @@ public struct SinkOptions: Sendable {
     public var stall: (every: Duration, duration: Duration)?
     /// PEM certificate chain and private key files: serve HTTPS, HTTP/2 or HTTP/1.1 by ALPN.
     public var tls: (certificate: String, key: String)?
+    /// A file to append one line per load request to, when it is answered (see ``SinkAccessLog``).
+    public var accessLog: String?
 
     /// Defaults: 127.0.0.1:8080, no latency, no errors, no stall.
     public init() {}
@@ -92,17 +94,21 @@ public final class Sink: Sendable {
     let options: SinkOptions
     let startedAt = ContinuousClock.now
     let channel: any Channel
+    /// Where answered load requests are written, with `--access-log`.
+    let accessLog: SinkAccessLog?
     /// The bound port.
     public let port: Int
 
-    private init(options: SinkOptions, channel: any Channel) {
+    private init(options: SinkOptions, channel: any Channel, accessLog: SinkAccessLog?) {
         self.options = options
         self.channel = channel
+        self.accessLog = accessLog
         self.port = channel.localAddress?.port ?? options.port
     }
 
-    /// Binds and starts serving.
+    /// Opens the access log (if any), binds and starts serving.
     public static func start(_ options: SinkOptions) async throws -> Sink {
+        let accessLog = try options.accessLog.map { try SinkAccessLog(path: $0) }
         let box = Mutex<Sink?>(nil)
         let find: @Sendable () -> Sink? = { box.withLock { $0 } }
         var tls: NIOSSLContext?
@@ -139,20 +145,26 @@ public final class Sink: Sendable {
                         })
                 }
             }
-        let channel = try await bootstrap.bind(host: options.host, port: options.port).get()
-        let sink = Sink(options: options, channel: channel)
+        let channel: any Channel
+        do { channel = try await bootstrap.bind(host: options.host, port: options.port).get() } catch {
+            accessLog?.close()
+            throw error
+        }
+        let sink = Sink(options: options, channel: channel, accessLog: accessLog)
         box.withLock { $0 = sink }
         return sink
     }
 
-    /// Stops listening.
+    /// Stops listening, then writes out and closes the access log.
     public func close() async {
         try? await channel.close()
+        accessLog?.close()
     }
 
-    /// Waits until the listening channel closes.
+    /// Waits until the listening channel closes, then writes out and closes the access log.
     public func wait() async {
         try? await channel.closeFuture.get()
+        accessLog?.close()
     }
 
     /// The counts so far.
@@ -214,6 +226,11 @@ public final class Sink: Sendable {
         }
     }
 
+    /// Writes an answered load request to the access log, if there is one.
+    func logAnswered(_ headers: HTTPHeaders, arrivedUs: Int64) {
+        accessLog?.record(headers, arrivedUs: arrivedUs, answeredUs: SinkAccessLog.nowUs())
+    }
+
     /// How long to wait before answering a request that arrives now.
     func delay() -> TimeAmount {
         var d = options.latency
@@ -238,6 +255,8 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     let sink: @Sendable () -> Sink?
     var head: HTTPRequestHead?
+    /// When the head of the current load request arrived (unix µs), for the access log.
+    var arrivedUs: Int64 = 0
 
     init(sink: @escaping @Sendable () -> Sink?) { self.sink = sink }
 
@@ -246,6 +265,7 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let h):
             head = h
             if !h.uri.hasPrefix("/__sink/") {
+                arrivedUs = SinkAccessLog.nowUs()
                 sink()?.arrived(h.headers, version: h.version)
             }
         case .body:
@@ -260,8 +280,10 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             let fail = sink.options.errorRate > 0 && Double.random(in: 0..<1) < sink.options.errorRate
             let delay = sink.delay()
+            let arrivedUs = self.arrivedUs
             let respond = { [self] in
                 sink.answered(error: fail)
+                sink.logAnswered(h.headers, arrivedUs: arrivedUs)
                 write(context: context, status: fail ? .internalServerError : .ok, body: fail ? "injected error\n" : "ok\n", contentType: "text/plain", keepAlive: keepAlive)
             }
             if delay == .zero {
@@ -302,4 +324,108 @@ final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
             if !keepAlive { context.close(promise: nil) }
         }
     }
+}
+
+/// `--access-log`: one tab-separated line per answered load request, written when its response
+/// is sent: arrival and answer unix ms (with microseconds), then the `x-j4-run`,
+/// `x-j4-worker`, `x-j4-vu`, `x-j4-iteration`, `x-j4-tick` and `x-j4-shard` headers (`-` when
+/// absent). Lines are buffered and written out at least once a second, when the buffer fills,
+/// and on close.
+public final class SinkAccessLog: Sendable {
+    /// The access log file could not be opened.
+    public struct OpenError: Error, CustomStringConvertible {
+        /// The file.
+        public var path: String
+        /// `strerror` of the failure.
+        public var reason: String
+        public var description: String { "cannot open \(path): \(reason)" }
+    }
+
+    struct State {
+        var fd: Int32
+        var buffer: [UInt8] = []
+    }
+    static let headerNames = ["x-j4-run", "x-j4-worker", "x-j4-vu", "x-j4-iteration", "x-j4-tick", "x-j4-shard"]
+    /// Buffered bytes that make a write happen at once rather than at the next timer.
+    static let flushBytes = 64 * 1024
+    let state: Mutex<State>
+    let timer: Mutex<RepeatedTask?>
+
+    /// Opens `path` for appending (creating it) and starts the once-a-second flush.
+    public init(path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }
+        state = Mutex(State(fd: fd))
+        timer = Mutex(nil)
+        let task = MultiThreadedEventLoopGroup.singleton.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            self?.flush()
+        }
+        timer.withLock { $0 = task }
+    }
+
+    /// The current unix time in microseconds.
+    static func nowUs() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1_000_000).rounded(.down))
+    }
+
+    /// Unix µs as ms with three decimals, e.g. `1733091234567.089`.
+    static func milliseconds(_ us: Int64) -> String {
+        let fraction = String(us % 1000)
+        return "\(us / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+
+    /// A header value fit for one field: `-` when absent or empty, tabs and line breaks as spaces.
+    static func field(_ value: String?) -> String {
+        guard let value, !value.isEmpty else { return "-" }
+        return String(value.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+
+    /// Buffers the line of one answered request.
+    func record(_ headers: HTTPHeaders, arrivedUs: Int64, answeredUs: Int64) {
+        let fields = [SinkAccessLog.milliseconds(arrivedUs), SinkAccessLog.milliseconds(answeredUs)]
+            + SinkAccessLog.headerNames.map { SinkAccessLog.field(headers.first(name: $0)) }
+        let line = fields.joined(separator: "\t") + "\n"
+        state.withLock { s in
+            guard s.fd >= 0 else { return }
+            s.buffer.append(contentsOf: line.utf8)
+            if s.buffer.count >= SinkAccessLog.flushBytes { SinkAccessLog.writeOut(&s) }
+        }
+    }
+
+    /// Writes what is buffered to the file.
+    public func flush() {
+        state.withLock { SinkAccessLog.writeOut(&$0) }
+    }
+
+    /// Writes out what is buffered and closes the file; later lines are not written.
+    public func close() {
+        timer.withLock { t in
+            t?.cancel()
+            t = nil
+        }
+        state.withLock { s in
+            SinkAccessLog.writeOut(&s)
+            if s.fd >= 0 { closeFile(s.fd) }
+            s.fd = -1
+        }
+    }
+
+    static func writeOut(_ s: inout State) {
+        guard s.fd >= 0, !s.buffer.isEmpty else { return }
+        var offset = 0
+        s.buffer.withUnsafeBytes { bytes in
+            while offset < bytes.count {
+                let n = write(s.fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }  // a full disk: the rest is lost rather than the sink stalled
+                offset += n
+            }
+        }
+        s.buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// `close(2)`, out of reach of the methods named `close`.
+private func closeFile(_ fd: Int32) {
+    _ = close(fd)
 }

@@ -20,10 +20,6 @@ func definition(
     ]))
 }
 
-extension JSONValue: ExpressibleByStringLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-}
-
 @Suite("Curve: exact totals")
 struct CurveTotalTests {
     struct Row: CustomTestStringConvertible, Sendable {
@@ -36,7 +32,7 @@ struct CurveTotalTests {
     }
 
     static let rows: [Row] = [
-        // Constant 200/s for 10 s: the first acceptance test.
+        // Constant 200/s for 10 s: the simplest hold.
         Row(note: "200/s × 10s", start: 200, stages: [("10s", 200, nil, nil)], tick: "1s", total: 2000),
         // Ramp 0 → 100 over 10 s (500) then hold 100 for 10 s (1000).
         Row(note: "ramp then hold", start: 0, stages: [("10s", 100, nil, nil), ("10s", 100, nil, nil)], tick: "1s", total: 1500),

@@ -132,7 +132,7 @@ struct DocumentationTests {
     func dashboard() throws {
         let data = try Data(contentsOf: Self.root.appendingPathComponent("deploy/k8s/base/grafana/j4-dashboard.json"))
         let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let telemetry = try String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Worker/Telemetry.swift"), encoding: .utf8)
+        let telemetry = try String(contentsOf: Self.root.appendingPathComponent("Sources/J4Scenario/Metrics/Telemetry.swift"), encoding: .utf8)
             + String(contentsOf: Self.root.appendingPathComponent("Sources/J4Runtime/Supervisor/Supervisor.swift"), encoding: .utf8)
         let text = String(decoding: data, as: UTF8.self)
         let names = Set(text.matches(of: /j4_[a-z_]+/).map { String($0.0) }.map { n in

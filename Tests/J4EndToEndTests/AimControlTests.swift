@@ -3,6 +3,7 @@ import Foundation
 import J4Core
 import J4Redis
 @testable import J4Runtime
+@testable import J4Scenario
 import J4TestSupport
 import Logging
 import Synchronization
@@ -65,9 +66,11 @@ extension EndToEndTests {
         let redis = try await EmbeddedRedis.start()
         let sink = try await SinkProcess.start()
         let c = redis.connect()
-        let processes = [
+        var processes = [
             try J4Binary.start(["supervisor", "--redis", redis.url, "--id", "s0", "--max-run-rate", "150"]),
-            try J4Binary.start(["worker", "--redis", redis.url, "--id", "w0", "--max-rate", "50", "--max-vus", "5"]),
+            // One cap per worker: with --max-vus 5 too, a machine stall could leave more than 5
+            // of the 50/s in flight, and the rate run would also meet the VU cap (rightly).
+            try J4Binary.start(["worker", "--redis", redis.url, "--id", "w0", "--max-rate", "50"]),
         ]
         try await waitFor("the ceiling published", timeout: .seconds(15)) { try await c.send(["HGET", GlobalKeys.limits, "max_rate_milli"]).string == "150000" }
         try await waitForWorkers(["w0"], on: c)
@@ -93,6 +96,12 @@ extension EndToEndTests {
         let capped = try await Self.events(run, c).filter { $0["type"] == "capped" }
         #expect(capped.count == 1 && capped.first?["cap"] == "max-rate" && capped.first?["value"] == "50", "\(capped)")
         print("figures caps: 100/s wanted for 4 s under --max-rate 50: started \(started), dropped \(s["dropped"] ?? "?"), sink \(started)")
+
+        // The rate-capped worker leaves; one capped at 5 VUs takes the next run.
+        processes[1].send(SIGTERM)
+        #expect(await processes[1].wait() == 0)
+        processes.append(try J4Binary.start(["worker", "--redis", redis.url, "--id", "w1", "--max-vus", "5"]))
+        try await waitForWorkers(["w1"], on: c)
 
         // 10 VUs wanted against 50 ms of latency; the sink sees at most 5 requests at once.
         let slow = try await SinkProcess.start(["--latency", "50ms"])

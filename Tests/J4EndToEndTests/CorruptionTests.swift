@@ -66,8 +66,15 @@ extension EndToEndTests {
         for (_, run) in broken {
             try await waitFor("\(run) running", timeout: .seconds(20)) { try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string == "running" }
         }
-        // Two seconds in, with metrics flushed and ticks claimed: break each run its own way.
-        try await Task.sleep(for: .seconds(2))
+        // Once each run has metrics flushed and a tick claimed: break each run its own way.
+        for (_, run) in broken {
+            let keys = RunKeys(run: run)
+            try await waitFor("\(run) flushed and claimed", timeout: .seconds(20), every: .milliseconds(100)) {
+                let flushed = try await c.send(["HEXISTS", keys.totals, "started"]).int == 1
+                let claimed = try await c.send(["HEXISTS", keys.ticks, "1:g"]).int == 1
+                return flushed && claimed
+            }
+        }
         for (b, run) in broken {
             let keys = RunKeys(run: run)
             let time = try await c.send(["TIME"]).array?.first?.string.flatMap { Int64($0) } ?? 0

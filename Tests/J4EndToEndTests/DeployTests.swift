@@ -77,7 +77,7 @@ struct DeployTests {
         #expect(monitor.count == 1 && monitor[0]["kind"] as? String == "PodMonitor")
     }
 
-    @Test("the ha overlay: J4 reaches Redis through the Sentinels, and every user and password the Redis pods need exists")
+    @Test("the ha overlay: J4 reaches Redis through the Sentinels, every user and password the Redis pods need exists, and a primary without a replica refuses writes")
     func highAvailability() async throws {
         let (_, docs) = try await Self.render("overlays/ha")
         for name in ["j4-supervisor", "j4-worker"] {
@@ -105,7 +105,22 @@ struct DeployTests {
         // The redis pods start through the script the ConfigMap carries.
         let redisContainer = try #require(Self.containers(Self.find(docs, "StatefulSet", "j4-redis")).first)
         #expect((redisContainer["command"] as? [String]) == ["sh", "/etc/redis/start-redis.sh"])
-        #expect(((Self.find(docs, "ConfigMap", "j4-redis-config")?["data"] as? [String: String])?["start-redis.sh"]) != nil)
+        let start = try #require((Self.find(docs, "ConfigMap", "j4-redis-config")?["data"] as? [String: String])?["start-redis.sh"])
+        // Every way the script starts Redis passes the write quorum: a primary cut off from its
+        // replicas for longer than the lag (2 s: below the 3 s lease TTL and Sentinel's 5 s) refuses writes.
+        let execs = start.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("exec redis-server") }
+        #expect(execs.count == 3 && execs.allSatisfy { $0.contains("$ha") }, "\(execs)")
+        let ha = try #require(start.split(separator: "\n").first { $0.hasPrefix("ha=") }).dropFirst(3).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        let flags = ha.split(separator: " ").map(String.init)
+        #expect(flags == ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "2"], "\(flags)")
+        let lagMs = (Int(flags.last ?? "") ?? 99) * 1000
+        #expect(Int64(lagMs) < DefinitionLimits.defaultLeaseTTLMs, "the lag must be below the lease TTL")
+        // What the flags do, on a real redis-server with no replica: writes are refused.
+        let primary = try await EmbeddedRedis.start(extraArguments: flags)
+        let c = primary.connect()
+        await #expect(throws: RedisError.self, "a primary without a replica refuses writes") { try await c.send(["SET", "k", "v"]) }
+        await c.close()
+        await primary.stop()
     }
 
     @Test("the dev overlay's Redis, supervisor and worker run as written: ACL users, env, flags, ports and probes")

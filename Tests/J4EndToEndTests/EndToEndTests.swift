@@ -5,7 +5,7 @@ import J4Runtime
 import J4TestSupport
 import Testing
 
-/// The acceptance tests: real `j4` processes, a real redis-server, load counted at a
+/// Acceptance tests: real `j4` processes, a real redis-server, load counted at a
 /// real `j4 sink` on 127.0.0.1. Serialized: each one is a timed load test on a 2-core machine.
 @Suite("End to end (real processes)", .serialized)
 struct EndToEndTests {

@@ -3,6 +3,7 @@ import Foundation
 import J4Core
 import J4Redis
 import J4Runtime
+import J4Scenario
 import J4TestSupport
 import Logging
 import Testing
@@ -90,13 +91,18 @@ extension EndToEndTests {
         let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 24, seconds: 16, shards: 12))
         let run = try await submitRun(file, ["--redis", redis.url], binary: Self.checkoutBinary)
         func holders() async throws -> [String: Int64] { try await Pools.show("accounts", on: c)?.holders ?? [:] }
-        // Every worker holds accounts: the VUs are spread over all three.
+        // Every worker holds accounts: the VUs are spread over all three, and every VU has logged
+        // in (a VU checks its account out before it logs in: killing w1 between the two would
+        // leave nothing to log in again).
         var spread: [String: Int64] = [:]
-        try? await waitFor("accounts held by all three workers", timeout: .seconds(20), every: .milliseconds(100)) {
+        try? await waitFor("accounts held by all three workers, every VU logged in", timeout: .seconds(20), every: .milliseconds(100)) {
             spread = try await holders()
-            return spread.count == 3 && spread.values.reduce(0, +) == 24
+            let logins = try await shop.stats()["logins"]
+            return spread.count == 3 && spread.values.reduce(0, +) == 24 && logins == 24
         }
         #expect(spread.count == 3 && spread.values.reduce(0, +) == 24, "\(spread)")
+        let loggedIn = try await shop.stats()["logins"]
+        #expect(loggedIn == 24)
         workers["w1"]!.send(SIGKILL)
         _ = await workers["w1"]!.wait()
         workers["w1"] = nil

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import J4Runtime
+import J4Scenario
 import J4TestSupport
 import NIOCore
 import NIOPosix

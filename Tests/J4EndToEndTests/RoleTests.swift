@@ -38,7 +38,7 @@ extension EndToEndTests {
         let run = try await submitRun(file, environment: env("submitter"))
         let ctl = RunKeys(run: run).ctl
         try await waitFor("the run to start", timeout: .seconds(15)) { try await admin.send(["HGET", ctl, "state"]).string == "running" }
-        for refused in [["stop", run], ["abort", run], ["scale", run, "--target", "500"], ["submit", file]] {
+        for refused in [["stop", run], ["abort", run], ["scale", run, "--target", "500"], ["submit", file], ["delete", run, "--force"]] {
             let (c, o) = try await J4Binary.run(refused, environment: env("viewer"))
             #expect(c != 0 && o.contains("NOPERM"), "viewer \(refused[0]): \(o)")
         }
@@ -68,6 +68,12 @@ extension EndToEndTests {
         // Not one command of the run was denied to any role since.
         let denied = try await admin.send(["ACL", "LOG"]).array ?? []
         #expect(denied.isEmpty, "ACL LOG: \(denied)")
+        // The submitter deletes the run once it has ended: no key of it is left, nor its entry.
+        let (deleteCode, deleteOut) = try await J4Binary.run(["delete", run], environment: env("submitter"))
+        #expect(deleteCode == 0, "\(deleteOut)")
+        #expect(try await admin.send(["ZSCORE", GlobalKeys.runs, run]).string == nil)
+        #expect(try await admin.send(["EXISTS", ctl]).int == 0)
+        #expect((try await admin.send(["ACL", "LOG"]).array ?? []).isEmpty, "the submitter's delete was refused something")
 
         // What each role may not do is refused, and nothing is written.
         let before = try await admin.send(["DBSIZE"]).string
@@ -83,10 +89,19 @@ extension EndToEndTests {
             await #expect(throws: RedisError.self, "\(role) flushes") { try await c.send(["FLUSHALL"]) }
             await c.close()
         }
+        // A viewer cannot speak on j4:signals (a forged "<run> aborted" would abort a run).
+        let viewer = connection("viewer")
+        await #expect(throws: RedisError.self, "a viewer publishes on j4:signals") { try await viewer.send(["PUBLISH", GlobalKeys.signals, "\(run) aborted 0"]) }
+        await viewer.close()
         let worker = connection("worker")
         await #expect(throws: RedisError.self, "a worker takes the supervisor's lock") { try await worker.send(["SET", GlobalKeys.leader, "w0", "PX", "60000"]) }
         await #expect(throws: RedisError.self, "a worker indexes a run") { try await worker.send(["SADD", GlobalKeys.active, "x"]) }
         await worker.close()
+        // The supervisor may take runs out of the list (retention), not put them in.
+        let supervisor = connection("supervisor")
+        await #expect(throws: RedisError.self, "a supervisor adds to j4:runs") { try await supervisor.send(["ZADD", GlobalKeys.runs, "1", "x"]) }
+        #expect(try await supervisor.send(["ZREM", GlobalKeys.runs, "not-a-run"]).int == 0)
+        await supervisor.close()
         #expect(try await admin.send(["DBSIZE"]).string == before)
         #expect(try await admin.send(["ZCARD", GlobalKeys.runs]).string == history)
 

@@ -119,7 +119,7 @@ extension EndToEndTests {
             return true
         }
         let texts = events.map { "\($0)" }
-        #expect(texts.contains { $0.contains("failover") }, "\(texts.suffix(10))")
+        #expect(texts.contains { $0.contains("redis_changed") }, "\(texts.suffix(10))")
         let s = try await J4Binary.summary(run, url: url, environment: env)
         let target = s["target"] as? Int ?? -1, started = s["started"] as? Int ?? -1, dropped = s["dropped"] as? Int ?? -1
         let unclaimed = s["unclaimed"] as? Int ?? -1, lost = s["lost"] as? Int ?? -1

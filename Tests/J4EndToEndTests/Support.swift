@@ -110,6 +110,16 @@ func submitRun(_ file: String, _ arguments: [String] = [], environment: [String:
     return run
 }
 
+/// Waits until Redis' clock (`TIME`) reaches unix time `ms`.
+func waitUntilRedisTime(_ ms: Int64, on c: RedisConnection) async throws {
+    while true {
+        let t = try await c.send(["TIME"]).array ?? []
+        let now = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        if now >= ms { return }
+        try await Task.sleep(for: .milliseconds(min(200, ms - now)))
+    }
+}
+
 /// Waits until every worker of `ids` holds its control connection (CLIENT LIST names it).
 func waitForWorkers(_ ids: [String], on c: RedisConnection, timeout: Duration = .seconds(15)) async throws {
     try await waitFor("workers \(ids.joined(separator: ", ")) connected", timeout: timeout) {
@@ -122,4 +132,19 @@ func waitForWorkers(_ ids: [String], on c: RedisConnection, timeout: Duration = 
 func aclPassword(_ user: String, in acl: String) -> String {
     let line = acl.split(separator: "\n").first { $0.hasPrefix("user \(user) ") } ?? ""
     return line.split(separator: " ").first { $0.hasPrefix(">") }.map { String($0.dropFirst()) } ?? ""
+}
+
+/// A file of this repository, by its path from the root.
+func repositoryFile(_ relative: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(relative).path
+}
+
+/// `scripts/delay-proxy.py`: a TCP proxy to `target` that delays each direction by `ms`.
+func startDelayProxy(to target: String, ms: Int) async throws -> (ChildProcess, port: Int) {
+    try await J4Binary.startListening([repositoryFile("scripts/delay-proxy.py"), "0", target, String(ms)], binary: try which("python3"), marker: "listening on ")
+}
+
+/// The workers' "dropped iterations" log lines (with their reasons), to show beside a failed count.
+func dropLog(_ processes: [ChildProcess]) -> String {
+    processes.flatMap { $0.output.all.split(separator: "\n").filter { $0.contains("dropped iterations") } }.joined(separator: "\n")
 }

@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import J4Core
 import J4GRPC
 import J4Runtime
+import J4Scenario
 import Logging
 import Synchronization
 import Testing

@@ -14,33 +14,36 @@ struct StartedRun {
     let client: RunClient
     let curve: Curve
     let startMs: Int64
+    let tickMs: Int64
 
-    /// 100/s for 60 s in 10 s ticks (long ticks, so "now" and "next" do not move under a test).
-    static func make(shards: Int = 8) async throws -> StartedRun {
-        let redis = try await EmbeddedRedis.start()
-        let c = redis.connect()
+    /// 100/s for 60 s in 10 s ticks (long ticks, so "now" and "next" do not move under a test),
+    /// on a new redis-server or on `redis`.
+    static func make(shards: Int = 8, tick: String = "10s", duration: String = "60s", redis: EmbeddedRedis? = nil) async throws -> StartedRun {
+        let server: EmbeddedRedis
+        if let redis { server = redis } else { server = try await EmbeddedRedis.start() }
+        let c = server.connect()
         let d = try RunDefinition.parse(text: """
             name: proto
             scenario: http
             model: arrival-rate
             start: 100
-            stages: [{ duration: 60s, target: 100 }]
-            tick: 10s
+            stages: [{ duration: \(duration), target: 100 }]
+            tick: \(tick)
             shards: \(shards)
             """, format: .yaml)
         let run = try await RunStore.submit(d, on: c)
         let client = RunClient(run: run)
         let curve = Curve(d)
         let values = (0...curve.tickCount).map { curve.planValue(tick: $0) }
-        let plan = try await client.plan(c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, from: 0, values: values)
-        return StartedRun(redis: redis, c: c, run: run, client: client, curve: curve, startMs: plan.startMs!)
+        let plan = try await client.plan(c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, generation: 1, from: 0, values: values)
+        return StartedRun(redis: server, c: c, run: run, client: client, curve: curve, startMs: plan.startMs!, tickMs: d.tickMs)
     }
 
     /// The tick that can be claimed as "next" now.
     func nextTick() async throws -> Int64 {
         let t = try await c.send(["TIME"]).array!
         let now = t[0].int! * 1000 + t[1].int! / 1000
-        return (now - startMs) / 10_000 + (now >= startMs ? 1 : 0)
+        return now < startMs ? 0 : (now - startMs) / tickMs + 1
     }
 
     func ctl(_ field: String) async throws -> String? {
@@ -148,9 +151,15 @@ struct ProtocolTests {
         await r.redis.stop()
     }
 
-    @Test("fair share: cap = ceil(S / live workers); the first worker is told to shed")
+    @Test("fair share: cap = ceil(S / live workers); the first worker is told to shed, and what it hands back is announced on j4:signals")
     func fairShare() async throws {
         let r = try await StartedRun.make(shards: 8)
+        let heard = Mutex<[String]>([])
+        let subscriber = RedisSubscriber(endpoint: r.redis.endpoint, channel: GlobalKeys.signals, clientName: "test-signals") { text in
+            heard.withLock { $0.append(text) }
+        }
+        defer { subscriber.close() }
+        try await waitFor("the subscription", timeout: .seconds(5), every: .milliseconds(10)) { subscriber.subscribeCount > 0 }
         let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
         #expect(a.held.count == 8 && a.cap == 8)
         let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
@@ -160,6 +169,10 @@ struct ProtocolTests {
         #expect(renew.cap == 3 && renew.held.count == 8)
         let shed = a.held.sorted { $0.key < $1.key }.suffix(5).map { ($0.key, $0.value.token) }
         #expect(try await r.client.release(r.c, worker: "A", reason: "shed", shards: shed) == 5)
+        // A second hand-back of the same leases releases nothing and says nothing.
+        #expect(try await r.client.release(r.c, worker: "A", reason: "shed", shards: shed) == 0)
+        try? await waitFor("the release signal", timeout: .seconds(2), every: .milliseconds(10)) { !heard.withLock { $0 }.isEmpty }
+        #expect(heard.withLock { $0 } == ["\(r.run) released 5"])
         let b2 = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
         let c2 = try await r.client.acquire(r.c, worker: "C", nonce: "nc", take: true, held: [])
         #expect(b2.held.count == 3 && c2.held.count == 2)
@@ -226,15 +239,49 @@ struct ProtocolTests {
     @Test("plan: fenced per run; frozen ticks are never rewritten")
     func planFence() async throws {
         let r = try await StartedRun.make(shards: 2)
-        let fenced = try await r.client.plan(r.c, holder: "other", token: "x", ttlMs: 5000, leadMs: 0, from: 0, values: [999])
+        let fenced = try await r.client.plan(r.c, holder: "other", token: "x", ttlMs: 5000, leadMs: 0, generation: 1, from: 0, values: [999])
         #expect(fenced.code == "fenced")
         let n = try await r.nextTick()
         let before = try await r.c.send(["HGET", r.client.keys.plan, String(n)]).int
-        _ = try await r.client.plan(r.c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, from: n, values: [7, 8, 9])
+        _ = try await r.client.plan(r.c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, generation: 1, from: n, values: [7, 8, 9])
         #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n)]).int == before)  // frozen
         // n is "next" (frozen); n + 1 and later may change.
         #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 1)]).int == 8)
         #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 2)]).int == 9)
+        await r.redis.stop()
+    }
+
+    @Test("plan: values computed before a scale landed are not written (the plan cannot go backwards)")
+    func planStale() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let n = try await r.nextTick()
+        // A supervisor reads the run at generation 1 and stalls; `j4 scale` lands meanwhile.
+        _ = try await r.c.evalScript(Scripts.scale, keys: [r.client.keys.ctl, r.client.keys.plan, r.client.keys.events], args: ["300000", "test"])
+        #expect(try await r.ctl("gen") == "2")
+        let scaled = try await r.c.send(["HGET", r.client.keys.plan, String(n + 3)]).int
+        #expect(scaled != nil && scaled != 7)
+        // The stalled supervisor writes its old plan: refused, nothing changed.
+        let stale = try await r.client.plan(r.c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, generation: 1, from: n + 1, values: [7, 7, 7, 7])
+        #expect(stale.code == "stale")
+        #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 3)]).int == scaled)
+        // Computed from the current generation, it is written.
+        let fresh = try await r.client.plan(r.c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, generation: 2, from: n + 1, values: [7, 7, 7, 7])
+        #expect(fresh.code == "ok")
+        #expect(try await r.c.send(["HGET", r.client.keys.plan, String(n + 3)]).int == 7)
+        await r.redis.stop()
+    }
+
+    @Test("resign: a supervisor gives up its hold at once, and only its own")
+    func resign() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        #expect(try await r.client.plan(r.c, holder: "next", token: "n1", ttlMs: 60_000, leadMs: 0, generation: 1, from: 0, values: []).code == "fenced")
+        #expect(try await r.client.resign(r.c, holder: "next", token: "n1") == false, "not its hold")
+        #expect(try await r.client.resign(r.c, holder: "sup", token: "other-term") == false, "another term of the same supervisor")
+        #expect(try await r.client.resign(r.c, holder: "sup", token: "t1"))
+        #expect(try await r.client.plan(r.c, holder: "next", token: "n1", ttlMs: 60_000, leadMs: 0, generation: 1, from: 0, values: []).code == "ok")
+        let events = try await r.c.send(["XRANGE", r.client.keys.events, "-", "+"]).array ?? []
+        let change = events.compactMap { $0.array?.last?.hash }.last { $0["type"] == "supervisor" }
+        #expect(change?["holder"] == "next" && change?["previous"] == "sup")
         await r.redis.stop()
     }
 

@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// The seed's chat example as a user's own package: the J4 library (by path here; by URL in
+// The chat example as a user's own package: the J4 library (by path here; by URL in
 // your own package), the chat scenario compiled into its own `j4` command line, and a small
 // WebSocket chat server to aim at.
 let package = Package(

@@ -6,7 +6,7 @@ J4_ROOT=$PWD
 
 # Installs what the comparison needs (Debian packages and Locust from PyPI), once.
 bench_install() {
-  bash scripts/setup.sh
+  bash scripts/setup.sh demo
   local missing=()
   for pair in nginx:nginx wrk:wrk hey:hey h2load:nghttp2-client ab:apache2-utils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")

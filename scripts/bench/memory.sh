@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 minutes=${1:-10}
 rate=${2:-1000}
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 bench_build
 bench_redis 1
 bench_sink

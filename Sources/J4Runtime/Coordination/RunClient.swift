@@ -56,7 +56,8 @@ public struct ClaimReply: Sendable {
 public struct PlanReply: Sendable {
     /// Redis' clock when the script ran (ms).
     public var nowMs: Int64
-    /// `ok`, or `fenced` when another supervisor holds the run.
+    /// `ok`, `fenced` when another supervisor holds the run, or `stale` when the run's
+    /// generation moved on since the values were computed (nothing written).
     public var code: String
     /// The run's state after the call.
     public var state: RunState
@@ -127,14 +128,21 @@ public struct RunClient: Sendable {
     /// release.lua: hands leases back; returns how many were still the caller's.
     @discardableResult
     public func release(_ c: RedisConnection, worker: String, reason: String, shards: [(Int, String)]) async throws -> Int {
-        let r = try await eval(c, Scripts.release, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, reason] + RunClient.pairs(shards))
+        let r = try await eval(c, Scripts.release, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, reason, GlobalKeys.signals, keys.run] + RunClient.pairs(shards))
         return Int(r.int ?? 0)
+    }
+
+    /// submit.lua: stores a run (`args` in the header's order; see ``RunStore/submit(_:on:runID:)``).
+    public func submit(_ c: RedisConnection, args: [String]) async throws {
+        let r = try await c.evalScript(Scripts.submit, keys: [keys.ctl, keys.leases, keys.events], args: args)
+        guard let a = r.array, a.count == 2 else { throw RedisError.unexpectedReply("submit: \(r)") }
     }
 
     /// claim.lua: claims tick `tick` for the given leases.
     public func claim(_ c: RedisConnection, worker: String, tick: Int64, shards: [(Int, String)]) async throws -> ClaimReply {
-        let r = try await eval(c, Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers, keys.events],
-            args: [worker, String(tick), RedisConnection.primaryArgument] + RunClient.pairs(shards))
+        let r = try await eval(c, Scripts.claim, keys: [keys.ctl, keys.leases, keys.owners, keys.plan, keys.claims(tick: tick), keys.ticks, keys.workers, keys.events,
+                   keys.claims(tick: tick - 2), keys.claims(tick: tick - 3)],
+            args: [worker, String(tick)] + RunClient.pairs(shards))
         guard let a = r.array, a.count >= 6, let now = a[0].int, let code = a[1].string, let first = a[2].int, let end = a[3].int, let stop = a[4].int, let n = a[5].int, a.count == 6 + 3 * Int(n) || a.count == 7 + 3 * Int(n) else {
             throw corrupt("claim: \(r)")
         }
@@ -156,13 +164,21 @@ public struct RunClient: Sendable {
         return r.int == 1
     }
 
-    /// plan.lua: publishes plan values from `from`; starts a pending run `leadMs` from now.
-    public func plan(_ c: RedisConnection, holder: String, token: String, ttlMs: Int64, leadMs: Int64, from: Int64, values: [Int64]) async throws -> PlanReply {
-        let r = try await eval(c, Scripts.plan, keys: [keys.ctl, keys.plan, keys.events], args: [holder, token, String(ttlMs), String(leadMs), String(from)] + values.map(String.init))
+    /// plan.lua: publishes plan values from `from`, computed from the run's generation
+    /// `generation` (code `stale`, nothing written, once it has moved on); starts a pending
+    /// run `leadMs` from now.
+    public func plan(_ c: RedisConnection, holder: String, token: String, ttlMs: Int64, leadMs: Int64, generation: Int64, from: Int64, values: [Int64]) async throws -> PlanReply {
+        let r = try await eval(c, Scripts.plan, keys: [keys.ctl, keys.plan, keys.events], args: [holder, token, String(ttlMs), String(leadMs), String(generation), String(from)] + values.map(String.init))
         guard let a = r.array, a.count == 4, let now = a[0].int, let code = a[1].string, let state = a[2].string.flatMap(RunState.init(rawValue:)), let start = a[3].int else {
             throw corrupt("plan: \(r)")
         }
         return PlanReply(nowMs: now, code: code, state: state, startMs: start < 0 ? nil : start)
+    }
+
+    /// resign.lua: gives up `holder`'s hold on the run at once; true when it was the holder's.
+    @discardableResult
+    public func resign(_ c: RedisConnection, holder: String, token: String) async throws -> Bool {
+        try await eval(c, Scripts.resign, keys: [keys.ctl], args: [holder, token]).int == 1
     }
 
     /// stop.lua in mode `stop` (a person's request) or `finish` (the supervisor, at the end).

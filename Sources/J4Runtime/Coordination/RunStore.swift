@@ -49,10 +49,11 @@ public enum RunStore {
     /// Schema version this binary writes and reads.
     public static let schema = "1"
 
-    /// Validates nothing (the definition is valid by type); stores it and indexes it. Returns the run id.
+    /// Stores a definition (valid by type) and indexes it; returns the run id. Refuses, with
+    /// the field and the ceiling named and nothing written, a run above the cluster's ceiling
+    /// (`j4:limits`, published by the leading supervisor).
     public static func submit(_ definition: RunDefinition, on c: RedisConnection, runID: String? = nil) async throws -> String {
         let id = runID ?? RunID.make(unixSeconds: Int64(Date().timeIntervalSince1970), random: UInt16.random(in: 0...UInt16.max))
-        let keys = RunKeys(run: id)
         let json = definition.canonical.canonicalJSON
         let curve = Curve(definition)
         let target = definition.model == .arrivalRate ? curve.totalIterations : curve.peakVUs
@@ -67,8 +68,7 @@ public enum RunStore {
         // The history index first: a user that may not submit (a worker, a supervisor, a
         // viewer) is refused here by Redis's ACL, before anything of the run is written.
         try await c.send(["ZADD", GlobalKeys.runs, "NX", String(Int64(Date().timeIntervalSince1970 * 1000)), id])
-        let reply = try await c.evalScript(Scripts.submit, keys: [keys.ctl, keys.leases, keys.events], args: args)
-        guard let a = reply.array, a.count == 2 else { throw RedisError.unexpectedReply("submit: \(reply)") }
+        try await RunClient(run: id).submit(c, args: args)
         let replies = try await c.pipeline([
             ["SADD", GlobalKeys.active, id],
             // Workers look for new runs when they hear this, not only at their slow poll.
@@ -104,7 +104,7 @@ public enum RunStore {
         return String(h, radix: 16)
     }
 
-    /// Ids of runs that are pending or running.
+    /// Ids of runs not yet ended (pending, running or stopping).
     public static func activeRuns(on c: RedisConnection) async throws -> [String] {
         try await c.send(["SMEMBERS", GlobalKeys.active]).array?.compactMap(\.string).sorted() ?? []
     }

@@ -100,13 +100,9 @@ public struct RunSummary: Sendable, Codable {
             && (workersDone || info.state == .finished || info.state == .stopped || (nowMs ?? 0) >= (info.finishedMs ?? 0) + grace)
         let d = info.definition
         let curve = info.curve
-        func v(_ k: String) -> Int64 { totals[k].flatMap { Int64($0) } ?? 0 }
+        func v(_ f: MetricField) -> Int64 { totals[f.name].flatMap { Int64($0) } ?? 0 }
         var errors: [String: Int64] = [:]
-        var histogram: [Int64: Int64] = [:]
-        for (k, value) in totals {
-            if k.hasPrefix("err:") { errors[String(k.dropFirst(4))] = Int64(value) ?? 0 }
-            if k.hasPrefix("lat:"), let b = Int64(k.dropFirst(4)) { histogram[b] = Int64(value) ?? 0 }
-        }
+        for (k, value) in totals { if case .error(let c) = MetricField(k) { errors[c] = Int64(value) ?? 0 } }
         let target: Int64
         var unclaimed: Int64 = 0, lost: Int64 = 0, pending: Int64 = 0
         if d.model == .arrivalRate {
@@ -117,12 +113,13 @@ public struct RunSummary: Sendable, Codable {
             }
             target = curve.firstIteration(ofTick: through)
             unclaimed = max(0, target - info.granted)
-            let unreported = max(0, info.granted - v("started") - v("dropped"))
+            let unreported = max(0, info.granted - v(.started) - v(.dropped))
             if settled { lost = unreported } else { pending = unreported }
         } else {
             target = curve.peakVUs
         }
-        let latency = latencyOf(histogram, sumUs: v("lat_sum_us"), maxUs: totals["max:lat"].flatMap { Int64($0) })
+        let (histogram, sumUs, maxUs) = ThresholdEvaluator.histogramOf(MetricField.iterationHistogram, totals)
+        let latency = latencyOf(histogram, sumUs: sumUs, maxUs: maxUs)
         let (steps, checks, counters, trends) = scenarioMetrics(totals)
         // From tick 0 to the last tick's end (finished, stopped), to the abort, or to now; the
         // supervisor's grace before it marks a run finished is not part of it.
@@ -139,8 +136,8 @@ public struct RunSummary: Sendable, Codable {
         }
         return RunSummary(
             run: info.id, name: d.name, state: info.state.rawValue, model: d.model.rawValue, scenario: d.scenario,
-            target: target, started: v("started"), dropped: v("dropped"), unclaimed: unclaimed, lost: lost, pending: pending, settled: settled,
-            ok: v("ok"), failed: v("failed"), errors: errors, latency_ms: latency,
+            target: target, started: v(.started), dropped: v(.dropped), unclaimed: unclaimed, lost: lost, pending: pending, settled: settled,
+            ok: v(.ok), failed: v(.failed), errors: errors, latency_ms: latency,
             steps: steps, checks: checks, counters: counters, trends: trends,
             thresholds: ThresholdEvaluator.evaluate(d.thresholds, totals: totals, durationS: duration),
             workers: workers, duration_s: duration)
@@ -165,25 +162,24 @@ public struct RunSummary: Sendable, Codable {
         var failed: [String: Int64] = [:], stepErrors: [String: [String: Int64]] = [:]
         var checks: [String: Check] = [:], counters: [String: Int64] = [:]
         for (key, text) in totals {
-            guard let value = Int64(text) else { continue }
-            let p = key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            switch (p.first ?? "", p.count) {
-            case ("c", 2):
-                counters[p[1]] = value
-            case ("k", 3):
-                var c = checks[p[1]] ?? Check(pass: 0, fail: 0)
-                if p[2] == "p" { c.pass = value } else { c.fail = value }
-                checks[p[1]] = c
-            case ("s", 4) where p[2] == "h", ("x", 4) where p[2] == "h":
-                if let b = Int64(p[3]) { hist[p[0] + ":" + p[1], default: [:]][b] = value }
-            case ("s", 3) where p[2] == "sum", ("x", 3) where p[2] == "sum":
-                sums[p[0] + ":" + p[1]] = value
-            case ("s", 3) where p[2] == "f":
-                failed[p[1]] = value
-            case ("s", 4) where p[2] == "e":
-                stepErrors[p[1], default: [:]][p[3]] = value
-            case ("max", 3):
-                maxes[p[1] + ":" + p[2]] = value
+            guard let value = Int64(text), let field = MetricField(key) else { continue }
+            switch field {
+            case .counter(let name):
+                counters[name] = value
+            case .check(let name, let passed):
+                var c = checks[name] ?? Check(pass: 0, fail: 0)
+                if passed { c.pass = value } else { c.fail = value }
+                checks[name] = c
+            case .histogramBucket(let h, let b):
+                hist[h, default: [:]][b] = value
+            case .histogramSum(let h):
+                sums[h] = value
+            case .stepFailed(let name):
+                failed[name] = value
+            case .stepError(let name, let c):
+                stepErrors[name, default: [:]][c] = value
+            case .maximum(let h) where h != MetricField.iterationHistogram:
+                maxes[h] = value
             default:
                 break
             }
@@ -193,7 +189,7 @@ public struct RunSummary: Sendable, Codable {
             let name = String(prefix.dropFirst(2))
             let latency = latencyOf(h, sumUs: sums[prefix] ?? 0, maxUs: maxes[prefix])
             let count = h.values.reduce(0, +)
-            if prefix.hasPrefix("s:") {
+            if prefix == MetricField.step(name) {
                 steps[name] = Step(count: count, failed: failed[name] ?? 0, errors: stepErrors[name] ?? [:], latency_ms: latency)
             } else {
                 trends[name] = Trend(count: count, latency_ms: latency)

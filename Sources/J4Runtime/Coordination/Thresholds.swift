@@ -37,16 +37,17 @@ public enum ThresholdEvaluator {
 
     /// What `t` measures in `totals`, nil when there is no data for it.
     public static func value(_ t: Threshold, totals: [String: String], durationS: Double?) -> Double? {
-        func n(_ key: String) -> Double { Double(totals[key] ?? "0") ?? 0 }
+        func n(_ f: MetricField) -> Double { Double(totals[f.name] ?? "0") ?? 0 }
         func percent(_ part: Double, _ whole: Double) -> Double? { whole > 0 ? 100 * part / whole : nil }
-        let subject = t.subject.map(MetricName.clean)
+        let subject = t.subject.map(MetricField.clean)
         switch t.metric {
         case .quantile, .max, .avg:
             let prefix: String
             if let subject {
-                prefix = totals.keys.contains { $0.hasPrefix("s:\(subject):h:") } ? "s:\(subject)" : "x:\(subject)"
+                let step = MetricField.step(subject)
+                prefix = totals.keys.contains { if case .histogramBucket(step, _) = MetricField($0) { true } else { false } } ? step : MetricField.custom(subject)
             } else {
-                prefix = "lat"
+                prefix = MetricField.iterationHistogram
             }
             let (histogram, sumUs, maxUs) = histogramOf(prefix, totals)
             let count = histogram.values.reduce(0, +)
@@ -58,23 +59,22 @@ public enum ThresholdEvaluator {
             }
         case .errors:
             if let subject {
-                let (histogram, _, _) = histogramOf("s:\(subject)", totals)
-                return percent(n("s:\(subject):f"), Double(histogram.values.reduce(0, +)))
+                let (histogram, _, _) = histogramOf(MetricField.step(subject), totals)
+                return percent(n(.stepFailed(subject)), Double(histogram.values.reduce(0, +)))
             }
-            return percent(n("failed"), n("ok") + n("failed"))
+            return percent(n(.failed), n(.ok) + n(.failed))
         case .dropped:
-            return percent(n("dropped"), n("started") + n("dropped"))
+            return percent(n(.dropped), n(.started) + n(.dropped))
         case .checks:
             var pass = 0.0, fail = 0.0
-            for (key, text) in totals where key.hasPrefix("k:") {
-                let p = key.split(separator: ":", omittingEmptySubsequences: false)
-                guard p.count == 3, subject == nil || String(p[1]) == subject, let v = Double(text) else { continue }
-                if p[2] == "p" { pass += v } else { fail += v }
+            for (key, text) in totals {
+                guard case .check(let name, let passed) = MetricField(key), subject == nil || name == subject, let v = Double(text) else { continue }
+                if passed { pass += v } else { fail += v }
             }
             return percent(pass, pass + fail)
         case .rate:
             guard let durationS, durationS > 0 else { return nil }
-            return n("started") / durationS
+            return n(.started) / durationS
         }
     }
 
@@ -82,12 +82,17 @@ public enum ThresholdEvaluator {
     /// iterations, `s:<step>` for a step, `x:<name>` for a custom metric).
     public static func histogramOf(_ prefix: String, _ totals: [String: String]) -> (buckets: [Int64: Int64], sumUs: Int64, maxUs: Int64?) {
         var buckets: [Int64: Int64] = [:]
-        let bucketPrefix = prefix == "lat" ? "lat:" : prefix + ":h:"
-        for (key, text) in totals where key.hasPrefix(bucketPrefix) {
-            if let b = Int64(key.dropFirst(bucketPrefix.count)), let v = Int64(text) { buckets[b] = v }
+        let iterations = prefix == MetricField.iterationHistogram
+        for (key, text) in totals {
+            guard let v = Int64(text) else { continue }
+            switch MetricField(key) {
+            case .latencyBucket(let b) where iterations: buckets[b] = v
+            case .histogramBucket(prefix, let b) where !iterations: buckets[b] = v
+            default: break
+            }
         }
-        let sum = Int64(totals[prefix == "lat" ? "lat_sum_us" : prefix + ":sum"] ?? "0") ?? 0
-        let maxUs = totals["max:" + prefix].flatMap { Int64($0) }.flatMap { $0 < 0 ? nil : $0 }
+        let sum = Int64(totals[(iterations ? MetricField.latencySum : .histogramSum(prefix)).name] ?? "0") ?? 0
+        let maxUs = totals[MetricField.maximum(prefix).name].flatMap { Int64($0) }.flatMap { $0 < 0 ? nil : $0 }
         return (buckets, sum, maxUs)
     }
 }

@@ -1,51 +1,9 @@
 import Foundation
 import J4Core
 import J4Redis
+import J4Scenario
 import Logging
 import Synchronization
-
-/// One item of a shared data pool, as a VU got it.
-public struct PoolItem: Sendable {
-    /// The pool's name.
-    public let pool: String
-    /// The item's number in load order, from 0.
-    public let index: Int64
-    /// The item: an object (a CSV row by header, or a JSON line).
-    public let value: JSONValue
-    /// `worker|vu|token` of this checkout (exclusive pools), empty for shared pools.
-    public let hold: String
-
-    /// A field of the item.
-    public subscript(key: String) -> JSONValue? { value[key] }
-
-    /// A field as text (numbers and booleans written as in JSON).
-    public func string(_ key: String) -> String? {
-        guard let v = value[key] else { return nil }
-        return v.stringValue ?? v.canonicalJSON
-    }
-
-    /// `x-j4-pool-item: <pool>/<index>` and, for exclusive pools, `x-j4-pool-hold: <hold>`, so
-    /// a server can check that no item is used by two holders at once.
-    public var headers: [(String, String)] {
-        [("x-j4-pool-item", "\(pool)/\(index)")] + (hold.isEmpty ? [] : [("x-j4-pool-hold", hold)])
-    }
-}
-
-/// Every item of an exclusive pool is checked out, and none came back in time.
-public struct PoolEmpty: ClassifiedError, CustomStringConvertible {
-    /// The pool.
-    public let pool: String
-    public var errorClass: String { "pool_empty" }
-    public var description: String { "pool \(pool): every item is checked out" }
-}
-
-/// The pool does not exist (load it with `j4 pool load`).
-public struct NoSuchPool: ClassifiedError, CustomStringConvertible {
-    /// The pool.
-    public let pool: String
-    public var errorClass: String { "pool_missing" }
-    public var description: String { "no pool \(pool) (load one with: j4 pool load \(pool) FILE)" }
-}
 
 /// A pool as `j4 pool show` reports it.
 public struct PoolInfo: Sendable, Codable {
@@ -70,11 +28,6 @@ public enum Pools {
         !name.isEmpty && name.count <= 64 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }
     }
 
-    static func keys(_ pool: String) -> [String] {
-        let k = PoolKeys(pool: pool)
-        return [k.meta, k.items, k.free, k.held, k.holders]
-    }
-
     /// Loads `items` (JSON texts) into pool `name`, replacing it, in batches of 500.
     /// Returns nil when the pool has items checked out and `force` is false.
     public static func load(_ name: String, mode: String, items: [String], force: Bool, on c: RedisConnection) async throws -> Int64? {
@@ -83,9 +36,7 @@ public enum Pools {
         var batches = stride(from: 0, to: items.count, by: 500).map { Array(items[$0..<min($0 + 500, items.count)]) }
         if batches.isEmpty { batches = [[]] }
         for batch in batches {
-            let r = try await c.evalScript(Scripts.poolLoad, keys: keys(name), args: [mode, first ? "1" : "0", force ? "1" : "0"] + batch)
-            guard let a = r.array, a.count == 2, let code = a[0].string, let n = a[1].int else { throw RedisError.unexpectedReply("pool_load: \(r)") }
-            if code == "held" { return nil }
+            guard let n = try await PoolClient(pool: name).load(c, mode: mode, first: first, force: force, items: batch) else { return nil }
             count = n
             first = false
         }
@@ -128,7 +79,7 @@ public enum Pools {
 /// hold is no longer trusted is ended before its next iteration, so once Redis hands the
 /// item to another VU the old holder has stopped using it (an iteration already running
 /// finishes).
-final class PoolKeeper: Sendable {
+final class PoolKeeper: PoolSource {
     struct Hold {
         var item: PoolItem
         var validUntil: ContinuousClock.Instant
@@ -160,19 +111,15 @@ final class PoolKeeper: Sendable {
             let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
             let holder = "\(worker)|\(vu)"
             let sent = ContinuousClock.now
-            let r = try await connection.evalScript(Scripts.poolCheckout, keys: Pools.keys(pool), args: [holder, token, ttlMs])
-            guard let a = r.array, a.count == 5, let code = a[0].string, let index = a[1].int else { throw RedisError.unexpectedReply("pool_checkout: \(r)") }
-            switch code {
-            case "ok":
-                let text = a[2].string ?? "null"
+            switch try await PoolClient(pool: pool).checkout(connection, holder: holder, token: token, ttlMs: ttlMs) {
+            case .item(let index, let text, let exclusive):
                 let value = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .string(text)
-                let exclusive = (a[3].int ?? 0) > 0
                 let item = PoolItem(pool: pool, index: index, value: value, hold: exclusive ? "\(holder)|\(token)" : "")
                 if exclusive { holds.withLock { $0["\(pool)/\(index)"] = Hold(item: item, validUntil: sent + ttl - margin) } }
                 return item
-            case "no_pool":
+            case .noPool:
                 throw NoSuchPool(pool: pool)
-            default:
+            case .empty:
                 guard ContinuousClock.now + pause < giveUp else { throw PoolEmpty(pool: pool) }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .milliseconds(500))
@@ -198,9 +145,8 @@ final class PoolKeeper: Sendable {
         let mine = items.filter { !$0.hold.isEmpty }
         holds.withLock { h in for i in mine where h["\(i.pool)/\(i.index)"]?.item.hold == i.hold { h["\(i.pool)/\(i.index)"] = nil } }
         for (pool, group) in Dictionary(grouping: mine, by: \.pool) {
-            let k = PoolKeys(pool: pool)
             do {
-                _ = try await connection.evalScript(Scripts.poolReturn, keys: [k.free, k.held, k.holders], args: group.flatMap { [String($0.index), $0.hold] })
+                try await PoolClient(pool: pool).giveBack(connection, group.map { ($0.index, $0.hold) })
             } catch {
                 logger.warning("could not give pool items back; they return when their hold expires", metadata: ["pool": "\(pool)", "error": "\(error)"])
             }
@@ -213,11 +159,9 @@ final class PoolKeeper: Sendable {
             try? await Task.sleep(for: ttl / 3)
             let byPool = holds.withLock { h in Dictionary(grouping: h.values.map(\.item), by: \.pool) }
             for (pool, items) in byPool {
-                let k = PoolKeys(pool: pool)
                 let sent = ContinuousClock.now
                 do {
-                    let r = try await connection.evalScript(Scripts.poolRenew, keys: [k.held, k.holders], args: [ttlMs] + items.flatMap { [String($0.index), $0.hold] })
-                    let lost = Set((r.array ?? []).dropFirst(2).compactMap(\.int))
+                    let lost = try await PoolClient(pool: pool).renew(connection, ttlMs: ttlMs, items.map { ($0.index, $0.hold) })
                     holds.withLock { h in
                         for item in items {
                             let key = "\(pool)/\(item.index)"

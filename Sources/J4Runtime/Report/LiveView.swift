@@ -47,14 +47,14 @@ public struct LiveView: Sendable {
         for reply in replies.prefix(window.count) {
             for (k, v) in reply.hash ?? [:] {
                 guard let n = Int64(v) else { continue }
-                merged[k] = k.hasPrefix("max:") ? max(merged[k] ?? -1, n) : (merged[k] ?? 0) + n
+                merged[k] = MetricField.merge(k, current: merged[k], value: n)
             }
         }
         let totals = merged.mapValues(String.init)
-        let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf("lat", totals)
+        let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf(MetricField.iterationHistogram, totals)
         func q(_ x: Double) -> Double? { LatencyBuckets.quantile(x, of: buckets).map { Double(min($0, maxUs ?? $0)) / 1000 } }
         var errors: [String: Int64] = [:]
-        for (k, v) in merged where k.hasPrefix("err:") { errors[String(k.dropFirst(4))] = v }
+        for (k, v) in merged { if case .error(let c) = MetricField(k) { errors[c] = v } }
         var leases: [String: Int] = [:]
         for (_, owner) in replies[window.count].hash ?? [:] { leases[String(owner.split(separator: "|").first ?? ""), default: 0] += 1 }
         let events = (replies[window.count + 1].array ?? []).compactMap { entry -> String? in
@@ -65,8 +65,8 @@ public struct LiveView: Sendable {
         return LiveView(
             summary: summary, stage: stage, elapsedS: Double(elapsedMs) / 1000, lengthS: Double(curve.durationMs) / 1000,
             target: info.state.isLive ? Double(curve.targetMilli(atMs: elapsedMs)) / 1000 : 0,
-            achieved: Double(merged["started"] ?? 0) / Double(window.count), p50: q(0.5), p95: q(0.95), p99: q(0.99),
-            errors: errors, dropped: merged["dropped"] ?? 0, leases: leases, events: events)
+            achieved: Double(merged[MetricField.started.name] ?? 0) / Double(window.count), p50: q(0.5), p95: q(0.95), p99: q(0.99),
+            errors: errors, dropped: merged[MetricField.dropped.name] ?? 0, leases: leases, events: events)
     }
 
     /// `HH:MM:SS.mmm` (UTC) of a server time in ms.

@@ -101,14 +101,14 @@ public struct RunReport: Sendable, Codable {
     }
 
     static func second(t: Int64, unix: Int64, target: Double, _ h: [String: String]) -> Second {
-        func v(_ k: String) -> Int64 { Int64(h[k] ?? "0") ?? 0 }
-        let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf("lat", h)
+        func v(_ f: MetricField) -> Int64 { Int64(h[f.name] ?? "0") ?? 0 }
+        let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf(MetricField.iterationHistogram, h)
         func q(_ x: Double) -> Double? { LatencyBuckets.quantile(x, of: buckets).map { Double(min($0, maxUs ?? $0)) / 1000 } }
         var errors: [String: Int64] = [:]
-        for (k, value) in h where k.hasPrefix("err:") { errors[String(k.dropFirst(4))] = Int64(value) ?? 0 }
-        return Second(t: t, unix: unix, target: target, started: v("started"), ok: v("ok"), failed: v("failed"), dropped: v("dropped"),
+        for (k, value) in h { if case .error(let c) = MetricField(k) { errors[c] = Int64(value) ?? 0 } }
+        return Second(t: t, unix: unix, target: target, started: v(.started), ok: v(.ok), failed: v(.failed), dropped: v(.dropped),
                       errors: errors, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: maxUs.map { Double($0) / 1000 },
-                      workers: h.keys.filter { $0.hasPrefix("max:w:") }.count)
+                      workers: h.keys.count { if case .activeWorker = MetricField($0) { true } else { false } })
     }
 
     static func stepsOf(_ h: [String: String]) -> [String: (count: Int64, failed: Int64, p95: Double?)] {

@@ -6,16 +6,20 @@ import Metrics
 import Synchronization
 
 /// Computes the target curve of every active run and publishes it ahead of time; starts and
-/// finishes runs; reaps. Any number may run: one leads (j4:leader), the others stand by.
+/// finishes runs; reaps; deletes runs past their retention. Any number may run: one leads (j4:leader), the others stand by.
 /// It keeps no state of its own that matters: kill it and another continues from Redis.
 /// If none runs, the workers run out of published ticks and the load stops.
 public final class Supervisor: Sendable {
     /// This supervisor's id.
     public let id: String
     let connection: RedisConnection
+    /// Retention's own connection, so that its deletions never queue before a plan.
+    let retentionConnection: RedisConnection
     let logger: Logger
-    /// Ticks published ahead of now.
-    public let horizon: Int64
+    /// How far ahead of now the plan is published: the longer of this and 10 ticks. At least
+    /// the leadership TTL and a cycle, so that the load goes on while a standby takes over
+    /// from a leader that died (a leader that stops gracefully hands over at once).
+    public let horizon: Duration
     /// Leadership lease length.
     public let leaderTTL: Duration
     let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
@@ -33,17 +37,26 @@ public final class Supervisor: Sendable {
 
     /// The ceiling on any one run this supervisor publishes when it leads, and enforces.
     public let limits: RunLimits
+    /// How long a run is kept after it was submitted and has ended (nil: forever).
+    public let retain: Duration?
+    /// When the last retention sweep began, and whether one is running.
+    let lastRetentionSweep = Mutex<(last: ContinuousClock.Instant?, running: Bool)>((nil, false))
 
     /// A supervisor with its own connection to `endpoint`; `limits` is the ceiling it
     /// publishes in `j4:limits` when it leads, and fails runs above.
-    public init(id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Int64 = 10, leaderTTL: Duration = .seconds(3), limits: RunLimits = RunLimits()) {
+    public init(
+        id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Duration? = nil, leaderTTL: Duration = .seconds(3), limits: RunLimits = RunLimits(),
+        retain: Duration? = nil
+    ) {
         self.id = id
         self.limits = limits
+        self.retain = retain
         self.connection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-supervisor:\(id)"))
+        self.retentionConnection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-supervisor:\(id):retention"))
         var l = logger
         l[metadataKey: "supervisor"] = "\(id)"
         self.logger = l
-        self.horizon = horizon
+        self.horizon = horizon ?? max(.seconds(2), leaderTTL + .seconds(1))
         self.leaderTTL = leaderTTL
         leadingGauge = Gauge(label: "j4_supervisor_leading", dimensions: [("supervisor", id)])
         cycleTimer = Metrics.Timer(label: "j4_supervision_cycle_seconds", dimensions: [("supervisor", id)], preferredDisplayUnit: .seconds)
@@ -57,8 +70,7 @@ public final class Supervisor: Sendable {
         var leading = false
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
             do {
-                let r = try await connection.evalScript(Scripts.leader, keys: [GlobalKeys.leader], args: [leading ? "renew" : "acquire", id, token, String(ttlMs)])
-                let nowLeading = r.array?.first?.int == 1
+                let nowLeading = try await GlobalScripts.leader(connection, leading ? "renew" : "acquire", holder: id, token: token, ttlMs: ttlMs)
                 if nowLeading != leading {
                     logger.info(nowLeading ? "leading" : "standing by")
                     // The leader's ceiling is the cluster's: submit and scale read it.
@@ -70,6 +82,7 @@ public final class Supervisor: Sendable {
                 if leading {
                     let began = ContinuousClock.now
                     try await superviseAll()
+                    startRetentionSweep()
                     let (s, atto) = began.duration(to: .now).components
                     cycleTimer.recordNanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
                 }
@@ -81,9 +94,16 @@ public final class Supervisor: Sendable {
             try? await Task.sleep(for: .milliseconds(250))
         }
         if leading {
-            _ = try? await connection.evalScript(Scripts.leader, keys: [GlobalKeys.leader], args: ["resign", id, token, String(ttlMs)])
+            // Hand over at once: give up each run's hold, then the leadership, so the standby
+            // that takes over publishes on its next cycle instead of waiting for them to expire.
+            for run in curves.withLock({ Array($0.keys) }) {
+                _ = try? await RunClient(run: run).resign(connection, holder: id, token: token)
+            }
+            _ = try? await GlobalScripts.leader(connection, "resign", holder: id, token: token, ttlMs: ttlMs)
+            logger.info("resigned: leadership and every run's hold handed over")
         }
         await connection.close()
+        await retentionConnection.close()
     }
 
     /// Ends ``run()`` at its next cycle.
@@ -153,9 +173,10 @@ public final class Supervisor: Sendable {
             if let start = info.startMs, let now = try await serverNowMs() {
                 from = max(0, (now - start) / tickMs)
             }
-            let last = min(from + horizon, curve.tickCount)
+            let last = min(from + horizonTicks(tickMs: tickMs), curve.tickCount)
             let values = from <= last ? (from...last).map { curve.planValue(tick: $0) } : []
-            let reply = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, from: from, values: values)
+            let reply = try await client.plan(connection, holder: id, token: token, ttlMs: ttlMs, leadMs: lead, generation: info.generation, from: from, values: values)
+            if reply.code == "stale" { logger.debug("the run changed while its plan was computed; planned again next cycle", metadata: ["run": "\(run)"]) }
             guard reply.code == "ok", let start = reply.startMs else { return }
             if info.state == .pending {
                 // A pending run has no start yet, so `from` was 0: the call that started it also
@@ -201,6 +222,15 @@ public final class Supervisor: Sendable {
         try await RunStore.deactivate(info.id, on: connection)
         _ = curves.withLock { $0.removeValue(forKey: info.id) }
         return true
+    }
+
+    /// Ticks published ahead of the current one: the horizon, and never fewer than 10.
+    func horizonTicks(tickMs: Int64) -> Int64 { Supervisor.horizonTicks(horizon, tickMs: tickMs) }
+
+    /// Ticks of `tickMs` that cover `horizon`, and never fewer than 10.
+    static func horizonTicks(_ horizon: Duration, tickMs: Int64) -> Int64 {
+        let ms = horizon.components.seconds * 1000 + horizon.components.attoseconds / 1_000_000_000_000_000
+        return max(10, (ms + tickMs - 1) / tickMs)
     }
 
     func serverNowMs() async throws -> Int64? {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import J4Core
+import J4Scenario
 import J4Redis
 import Logging
 import Synchronization
@@ -32,9 +33,11 @@ public final class Worker: Sendable {
 
     /// The counters behind `limits`' caps, shared by every run this worker serves.
     let caps: WorkerCaps
+    /// This process' registration of its id: one live process per worker id.
+    let identity: WorkerIdentity
 
     /// A worker with its own connections to `endpoint`, sending load only as `limits` allow.
-    public init(
+    package init(
         id: String, endpoint: RedisEndpoint, catalog: ScenarioCatalog, http: HTTPClient, logger: Logger, discoveryInterval: Duration = .seconds(5),
         limits: WorkerLimits = .none
     ) {
@@ -48,6 +51,14 @@ public final class Worker: Sendable {
         self.logger = l
         self.discoveryInterval = discoveryInterval
         self.endpoint = endpoint
+        identity = WorkerIdentity(id: id, connection: connections.control, logger: l)
+    }
+
+    /// Registers this process as worker ``id``: waits out the registration of a predecessor
+    /// that died under the same id (at most one registration TTL, 3 s), and throws
+    /// ``WorkerIDInUse`` when another live process keeps it. Call before ``run()``.
+    public func register() async throws {
+        try await identity.register { [self] in state.withLock { $0.leaving } }
     }
 
     /// A worker id: `$J4_POD_NAME` (Kubernetes' downward API) or the host name and pid, plus
@@ -67,6 +78,7 @@ public final class Worker: Sendable {
             signal(text)
         }
         defer { signals.close() }
+        let keepAlive = Task { await identity.keepAlive { [self] in leave() } }
         let discovery = Task { await discoveryLoop() }
         let leavingAlready = state.withLock { s in
             s.discovery = discovery
@@ -78,6 +90,9 @@ public final class Worker: Sendable {
         let runs = state.withLock { s in Array(s.runs.values) }
         for (rw, _) in runs { rw.leave() }
         for (_, task) in runs { await task.value }
+        keepAlive.cancel()
+        await keepAlive.value
+        await identity.release()
         await connections.lease.close()
         await connections.claim.close()
         await connections.metrics.close()
@@ -93,9 +108,14 @@ public final class Worker: Sendable {
         discovery?.cancel()
     }
 
-    /// A message on the signals channel: `<run> <state> <stop_tick>`.
+    /// A message on the signals channel: `<run> <state> <stop_tick>`, or `<run> released <count>`.
     func signal(_ text: String) {
         let parts = text.split(separator: " ")
+        // `<run> released <count>`: another worker handed leases back (release.lua).
+        if parts.count == 3, parts[1] == "released" {
+            self.state.withLock { $0.runs[String(parts[0])]?.0 }?.leasesReleased()
+            return
+        }
         guard parts.count == 3, let state = RunState(rawValue: String(parts[1])), let stopTick = Int64(parts[2]) else { return }
         guard let rw = self.state.withLock({ $0.runs[String(parts[0])]?.0 }) else {
             // A run this worker does not know yet (submit announces new runs): look now.

@@ -2,7 +2,7 @@ import Foundation
 import J4
 import Synchronization
 
-// The seed's chat scenario. Each VU takes an account from the `accounts` pool, logs in,
+// The chat scenario. Each VU takes an account from the `accounts` pool, logs in,
 // keeps a WebSocket open (reconnecting when it drops), pings it from a background routine,
 // and sends a message every `interval`; the messages it receives from the other VUs give
 // the delivery latency (sender's clock to receiver's clock: exact on one machine, within

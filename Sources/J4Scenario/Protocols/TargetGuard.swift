@@ -1,6 +1,6 @@
 import Foundation
 import J4Core
-import J4Redis
+internal import J4Redis
 import Synchronization
 
 /// A request aimed where this worker's allowlist does not allow: nothing was sent.
@@ -132,6 +132,6 @@ public final class TargetGuard: Sendable {
         var buffer = [CChar](repeating: 0, count: 64)
         let family = address.count == 4 ? AF_INET : AF_INET6
         _ = address.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, 64) }
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// Only counters and histogram buckets are kept, never raw samples, so memory does not grow
 /// with the length of a run: what is flushed is dropped.
-public final class MetricsRecorder: Sendable {
+package final class MetricsRecorder: Sendable {
     struct Histogram {
         var buckets: [Int64: Int64] = [:]
         var sumUs: Int64 = 0
@@ -20,9 +20,9 @@ public final class MetricsRecorder: Sendable {
     }
     struct Second {
         var counters: [String: Int64] = [:]
-        /// Iteration latency (fields `lat:<b>`, `lat_sum_us`, `max:lat`).
+        /// Iteration latency (``MetricField`` `lat:<b>`, `lat_sum_us`, `max:lat`).
         var latency = Histogram()
-        /// Step and custom histograms by prefix (fields `<prefix>:h:<b>`, `<prefix>:sum`, `max:<prefix>`).
+        /// Step and custom histograms by prefix (``MetricField`` `<prefix>:h:<b>`, `<prefix>:sum`, `max:<prefix>`).
         var histograms: [String: Histogram] = [:]
     }
     private let seconds = Mutex<[Int64: Second]>([:])
@@ -34,10 +34,10 @@ public final class MetricsRecorder: Sendable {
     /// An empty recorder.
     public init() {}
 
-    /// Adds `n` to counter `name` of `second`.
-    public func add(_ name: String, _ n: Int64 = 1, second: Int64) {
+    /// Adds `n` to the counter `field` of `second`.
+    public func add(_ field: MetricField, _ n: Int64 = 1, second: Int64) {
         guard n != 0 else { return }
-        seconds.withLock { $0[second, default: Second()].counters[name, default: 0] += n }
+        seconds.withLock { $0[second, default: Second()].counters[field.name, default: 0] += n }
     }
 
     /// Records one value (µs) in the histogram `prefix` of `second`.
@@ -49,8 +49,8 @@ public final class MetricsRecorder: Sendable {
     public func finished(second: Int64, ok: Bool, errorClass: String?, latencyUs: Int64) {
         // In place: copying a Second out and back would copy its dictionaries each time.
         seconds.withLock { all in
-            all[second, default: Second()].counters[ok ? "ok" : "failed", default: 0] += 1
-            if let errorClass { all[second, default: Second()].counters["err:" + errorClass, default: 0] += 1 }
+            all[second, default: Second()].counters[(ok ? MetricField.ok : .failed).name, default: 0] += 1
+            if let errorClass { all[second, default: Second()].counters[MetricField.error(MetricField.clean(errorClass)).name, default: 0] += 1 }
             all[second, default: Second()].latency.add(max(0, latencyUs))
         }
     }
@@ -88,7 +88,7 @@ public final class MetricsRecorder: Sendable {
             defer { s.removeAll() }
             return s
         }
-        out[0].fields += slow.map { ("slow:" + $0.1, $0.0) }
+        out[0].fields += slow.map { (MetricField.slow($0.1).name, $0.0) }
         return out
     }
 
@@ -97,14 +97,14 @@ public final class MetricsRecorder: Sendable {
             let s = taken[sec]!
             var fields = s.counters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
             if s.latency.maxUs >= 0 {
-                for (b, n) in s.latency.buckets.sorted(by: { $0.key < $1.key }) { fields.append(("lat:\(b)", n)) }
-                fields.append(("lat_sum_us", s.latency.sumUs))
-                fields.append(("max:lat", s.latency.maxUs))
+                for (b, n) in s.latency.buckets.sorted(by: { $0.key < $1.key }) { fields.append((MetricField.latencyBucket(b).name, n)) }
+                fields.append((MetricField.latencySum.name, s.latency.sumUs))
+                fields.append((MetricField.maximum(MetricField.iterationHistogram).name, s.latency.maxUs))
             }
             for (prefix, h) in s.histograms.sorted(by: { $0.key < $1.key }) {
-                for (b, n) in h.buckets.sorted(by: { $0.key < $1.key }) { fields.append(("\(prefix):h:\(b)", n)) }
-                fields.append(("\(prefix):sum", h.sumUs))
-                fields.append(("max:\(prefix)", h.maxUs))
+                for (b, n) in h.buckets.sorted(by: { $0.key < $1.key }) { fields.append((MetricField.histogramBucket(prefix, b).name, n)) }
+                fields.append((MetricField.histogramSum(prefix).name, h.sumUs))
+                fields.append((MetricField.maximum(prefix).name, h.maxUs))
             }
             return (sec, fields)
         }

@@ -8,7 +8,7 @@ import J4Core
 /// scenario: sleep
 /// params: { duration: 10s }     # default 1s; 1ms to 1h
 /// ```
-public enum SleepScenario {
+package enum SleepScenario {
     static func milliseconds(_ params: JSONValue) -> (Int64?, [DefinitionProblem]) {
         guard let value = params["duration"] else { return (1000, []) }
         if let ms = value.stringValue.flatMap(DurationText.milliseconds), (1...3_600_000).contains(ms) { return (ms, []) }

@@ -4,9 +4,9 @@ import NIOPosix
 
 /// A tiny HTTP/1.1 server for a process' own endpoints (`/metrics`, `/healthz`): every GET is
 /// answered by `handler` (path → status, content type, body); anything else gets 405.
-public final class MetricsEndpoint: Sendable {
+final class MetricsEndpoint: Sendable {
     /// The bound port.
-    public let port: Int
+    let port: Int
     let channel: any Channel
 
     init(port: Int, channel: any Channel) {
@@ -15,7 +15,7 @@ public final class MetricsEndpoint: Sendable {
     }
 
     /// Binds `host:port` (0: a free port) and serves.
-    public static func start(host: String, port: Int, handler: @escaping @Sendable (String) -> (Int, String, String)) async throws -> MetricsEndpoint {
+    static func start(host: String, port: Int, handler: @escaping @Sendable (String) -> (Int, String, String)) async throws -> MetricsEndpoint {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -26,7 +26,7 @@ public final class MetricsEndpoint: Sendable {
     }
 
     /// Stops listening.
-    public func close() async { try? await channel.close() }
+    func close() async { try? await channel.close() }
 }
 
 final class EndpointHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -50,7 +50,8 @@ final class EndpointHandler: ChannelInboundHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
             let keepAlive = h.isKeepAlive
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in if !keepAlive { context.close(promise: nil) } }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in if !keepAlive { channel.close(promise: nil) } }
         }
     }
 }

@@ -37,17 +37,17 @@ public final class VUContext: Sendable {
         var ended = false
     }
     let lifetime = Mutex(Lifetime())
-    let pools: PoolKeeper?
+    let pools: (any PoolSource)?
     let items = Mutex<[PoolItem]>([])
 
     /// A VU whose metrics go to `metrics` (without pools: ``pool(_:)`` then throws ``NoSuchPool``).
-    public convenience init(
+    package convenience init(
         run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, targets: TargetGuard = .open
     ) {
         self.init(run: run, worker: worker, vu: vu, params: params, logger: logger, http: http, metrics: metrics, pools: nil, targets: targets)
     }
 
-    init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: PoolKeeper?, targets: TargetGuard) {
+    package init(run: String, worker: String, vu: Int64, params: JSONValue, logger: Logger, http: HTTPClient, metrics: ScenarioMetrics, pools: (any PoolSource)?, targets: TargetGuard) {
         self.pools = pools
         self.targets = targets
         attributionHeaders = VUContext.attribution(run: run, worker: worker, vu: vu)
@@ -193,7 +193,7 @@ public final class VUContext: Sendable {
 
     /// Ends the VU here: cancels its routines, waits for them, runs its teardown hooks, gives
     /// its pool items back.
-    func end() async {
+    package func end() async {
         let (tasks, hooks) = lifetime.withLock { l -> ([Task<Void, Never>], [@Sendable () async -> Void]) in
             guard !l.ended else { return ([], []) }
             l.ended = true
@@ -242,7 +242,7 @@ public struct ScenarioMetrics: Sendable {
 
     /// Metrics recorded into `recorder`, at the second `second()` returns, and mirrored to
     /// Prometheus through `telemetry` when given.
-    public init(recorder: MetricsRecorder, telemetry: Telemetry? = nil, second: @escaping @Sendable () -> Int64) {
+    package init(recorder: MetricsRecorder, telemetry: Telemetry? = nil, second: @escaping @Sendable () -> Int64) {
         self.recorder = recorder
         self.second = second
         self.telemetry = telemetry
@@ -251,48 +251,43 @@ public struct ScenarioMetrics: Sendable {
     /// Adds `n` to the counter `name`.
     public func count(_ name: String, _ n: Int64 = 1) {
         let clean = MetricName.clean(name)
-        recorder.add("c:" + clean, n, second: second())
+        recorder.add(.counter(clean), n, second: second())
         telemetry?.count("j4_custom_total", [("name", clean)], n)
     }
 
     /// Records `duration` in the histogram `name` (such as a message's delivery time).
     public func record(_ name: String, _ duration: Duration) {
         let clean = MetricName.clean(name)
-        recorder.observe("x:" + clean, micros: MetricsRecorder.micros(duration), second: second())
+        recorder.observe(MetricField.custom(clean), micros: MetricsRecorder.micros(duration), second: second())
         telemetry?.time("j4_custom_duration_seconds", [("name", clean)], nanoseconds: Telemetry.nanos(duration))
     }
 
     /// Records the end of a step begun at `began` (used by ``VUContext/step(_:_:)``).
     public func stepEnded(_ name: String, began: ContinuousClock.Instant, errorClass: String?) {
         let clean = MetricName.clean(name)
-        let n = "s:" + clean
+        let n = MetricField.step(clean)
         let s = second()
         let took = began.duration(to: .now)
         recorder.observe(n, micros: MetricsRecorder.micros(took), second: s)
         telemetry?.time("j4_step_duration_seconds", [("step", clean)], nanoseconds: Telemetry.nanos(took))
         telemetry?.count("j4_steps_total", [("step", clean), ("outcome", errorClass == nil ? "ok" : "failed")])
         if let errorClass {
-            recorder.add(n + ":f", second: s)
-            recorder.add(n + ":e:" + MetricName.clean(errorClass), second: s)
+            recorder.add(.stepFailed(clean), second: s)
+            recorder.add(.stepError(clean, MetricName.clean(errorClass)), second: s)
         }
     }
 
     /// Counts a check (used by ``VUContext/check(_:_:)``).
     public func checked(_ name: String, _ ok: Bool) {
-        recorder.add("k:" + MetricName.clean(name) + (ok ? ":p" : ":f"), second: second())
+        recorder.add(.check(MetricName.clean(name), passed: ok), second: second())
         telemetry?.count("j4_checks_total", [("check", MetricName.clean(name)), ("outcome", ok ? "pass" : "fail")])
     }
 }
 
 /// Metric, step and check names as they are stored: printable, without `:` (the separator of
 /// the stored field names), bounded length.
-public enum MetricName {
+package enum MetricName {
     /// `name` with every `:` and every control or non-ASCII character replaced by `_`, at most
     /// 64 characters.
-    public static func clean(_ name: String) -> String {
-        let cleaned = String(name.prefix(64).map { c -> Character in
-            c.isASCII && !c.isNewline && c != ":" && (c.asciiValue ?? 0) >= 0x20 && (c.asciiValue ?? 0) < 0x7f ? c : "_"
-        })
-        return cleaned.isEmpty ? "_" : cleaned
-    }
+    public static func clean(_ name: String) -> String { MetricField.clean(name) }
 }

@@ -20,7 +20,7 @@ import Synchronization
 /// | `j4_claim_duration_seconds` | histogram | run, scenario |
 /// | `j4_schedule_lag_seconds` | histogram | run, scenario: how late iterations start after their intended time |
 /// | `j4_redis_errors_total`, `j4_redis_connects_total`, `j4_redis_commands_total` | counter | client (connection name) |
-public final class Telemetry: Sendable {
+package final class Telemetry: Sendable {
     let base: [(String, String)]
     let counters = Mutex<[String: Counter]>([:])
     let timers = Mutex<[String: Metrics.Timer]>([:])
@@ -29,9 +29,9 @@ public final class Telemetry: Sendable {
     /// The per-iteration handles, made once: the hot path does no lookup.
     let iterationsOK: Counter
     let iterationsFailed: Counter
-    let iterationsDropped: Counter
+    package let iterationsDropped: Counter
     let iterationDuration: Metrics.Timer
-    let scheduleLag: Metrics.Timer
+    package let scheduleLag: Metrics.Timer
 
     /// Metrics of `run` running `scenario`.
     public init(run: String, scenario: String) {
@@ -46,7 +46,7 @@ public final class Telemetry: Sendable {
     }
 
     /// One finished iteration.
-    func iteration(ok: Bool, took: Duration) {
+    package func iteration(ok: Bool, took: Duration) {
         (ok ? iterationsOK : iterationsFailed).increment()
         iterationDuration.recordNanoseconds(max(0, Telemetry.nanos(took)))
     }
@@ -100,7 +100,7 @@ public final class Telemetry: Sendable {
         for g in gauges.withLock({ g in defer { g = [:] }; return Array(g.values) }) { g.destroy() }
     }
 
-    static func nanos(_ d: Duration) -> Int64 {
+    package static func nanos(_ d: Duration) -> Int64 {
         let (s, atto) = d.components
         return s * 1_000_000_000 + atto / 1_000_000_000
     }

@@ -21,7 +21,7 @@ public struct UnexpectedStatus: ClassifiedError, CustomStringConvertible {
 ///   expect: { status: 200 }      # a status or a list; default: any 2xx
 ///   timeout: 10s                 # default 30s
 /// ```
-public enum HTTPScenario {
+package enum HTTPScenario {
     /// The request each iteration sends.
     struct Plan: Sendable {
         var method: HTTPMethod

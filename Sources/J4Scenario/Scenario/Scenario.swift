@@ -6,7 +6,7 @@ import Logging
 public typealias IterationBody = @Sendable (IterationContext) async throws -> Void
 
 /// Runs an iteration body with its context as the current one.
-func runIteration(_ body: IterationBody, _ context: IterationContext) async throws {
+package func runIteration(_ body: IterationBody, _ context: IterationContext) async throws {
     try await IterationContext.$current.withValue(context) { try await body(context) }
 }
 
@@ -49,7 +49,7 @@ public struct Scenario: Sendable {
 }
 
 /// The scenarios one binary can run: the built-in ones plus those the user registers.
-public struct ScenarioCatalog: Sendable {
+package struct ScenarioCatalog: Sendable {
     /// By name.
     public private(set) var scenarios: [String: Scenario]
 

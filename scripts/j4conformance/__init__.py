@@ -1,0 +1,1 @@
+"""The randomized conformance harness (scripts/conformance.py is its entry point)."""
