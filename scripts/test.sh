@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: unit tables, real redis-server, real j4 processes, and the
-# examples against their own servers; then the fuzzer and the conformance harness, bounded.
+# examples against their own servers; then the fuzzer, the conformance harness and the fault
+# nemesis, each bounded.
 #   bash scripts/test.sh          everything (what CI runs)
 #   bash scripts/test.sh --fast   the inner loop: the pure tables and the Redis-level tests
 #                                 (J4CoreTests, J4RuntimeTests, J4RedisTests), no process
-#                                 tests, no fuzzer, no harness
+#                                 tests, no fuzzer, no harness, no nemesis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=0
@@ -35,3 +36,6 @@ bash scripts/fuzz-definitions.sh 120
 seed=$(( 16#$(git rev-parse --short=7 HEAD 2>/dev/null || echo 1) ))
 # --no-lock: the build above is done; the lock is for a harness run beside a developer's builds.
 bash scripts/conformance.sh --seed "$seed" --cases 1000 --minutes 3 --max-rate 500 --max-vus 100 --no-lock
+# The fault nemesis for 2 minutes on the same build and seed: one run through random faults
+# (workers, supervisors and Redis killed, stopped, restarted; CLIENT PAUSE; j4 scale; latency).
+bash scripts/nemesis.sh --minutes 2 --seed "$seed" --j4 .build/debug/j4

@@ -19,12 +19,12 @@ class Procs:
         self.children = []
         self.lasting = []  # ended only by stop_all(everything=True): the private redis-server
 
-    def start(self, args, log_path, merge=True):
+    def start(self, args, log_path, merge=True, env=None):
         """Starts a child in its own process group; stdout and stderr go to `log_path` (with
-        merge=False, stderr goes to `log_path`.err)."""
+        merge=False, stderr goes to `log_path`.err); `env`: its environment (default ours)."""
         log = open(log_path, "ab")
         err = subprocess.STDOUT if merge else open(log_path + ".err", "ab")
-        p = subprocess.Popen(args, stdout=log, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        p = subprocess.Popen(args, stdout=log, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         log.close()
         if not merge:
             err.close()
