@@ -3,6 +3,8 @@
 #   bash scripts/setup.sh demo   hiredis, redis-server and pkg-config (to build and run j4), curl
 #   bash scripts/setup.sh test   the above, plus openssl (test certificates for HTTPS and HTTP/2),
 #                                a C compiler (a test builds scripts/clockshift.c),
+#                                iproute2 (`ip netns`: the split-brain test partitions network
+#                                namespaces; it needs root),
 #                                chromium (renders the HTML report in a test) and, from PyPI,
 #                                kubernetes-validate (the Kubernetes manifests' schema check);
 #                                kubectl itself (1.21 or later, for `kubectl kustomize`) must be
@@ -21,6 +23,7 @@ if [ "$purpose" = test ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v cc >/dev/null 2>&1 || need+=(gcc)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
