@@ -323,12 +323,14 @@ class Nemesis:
                 f.write(f"{second}\t{self.planned(second * 1000, second * 1000 + 1000):.1f}\t{per.get(second, 0)}\n")
 
     def planned(self, a_ms, b_ms):
-        """Iterations the plan puts in run time [a_ms, b_ms), tick by tick, pro rata."""
+        """Iterations the plan puts in run time [a_ms, b_ms), tick by tick, pro rata. The last
+        tick ends with the run: when the tick does not divide the duration it is shorter."""
         total, n = 0.0, max(0, a_ms // self.tick_ms)
         while n * self.tick_ms < b_ms and n + 1 in self.plan:
-            lo, hi = max(a_ms, n * self.tick_ms), min(b_ms, (n + 1) * self.tick_ms)
+            begins, ends = n * self.tick_ms, min((n + 1) * self.tick_ms, self.duration_s * 1000)
+            lo, hi = max(a_ms, begins), min(b_ms, ends)
             if hi > lo:
-                total += (self.plan[n + 1] - self.plan.get(n, 0)) * (hi - lo) / self.tick_ms
+                total += (self.plan[n + 1] - self.plan.get(n, 0)) * (hi - lo) / (ends - begins)
             n += 1
         return total
 
