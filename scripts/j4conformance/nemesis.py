@@ -3,13 +3,15 @@ the receiving server afterwards. Part of scripts/nemesis.py; see docs/FAILURES.m
 
 The cluster: a redis-server with AOF (appendfsync always by default), two supervisors,
 3 to 5 workers that reach Redis through scripts/delay-proxy.py (so latency can be added to
-their link), and `j4 sink --access-log`. The run: an arrival-rate hold, drawn from the seed
+their link), and `j4 sink --access-log`. The run: an arrival-rate hold, drawn at random from --seed
 (rate, tick, shards), long enough for the faults. Every 5 to 10 s one fault from FAULTS.
 """
 
+import bisect
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,7 +48,7 @@ class Nemesis:
         self.memory = []       # (unix s, used_memory bytes)
         self.delay_file = os.path.join(self.dir, "delay-ms")
         self.worker_serial = 0
-        # The run, drawn from the seed.
+        # The run, drawn at random from --seed.
         self.rate = self.rng.choice([50, 80, 100, 120, 150, 200]) if args.rate is None else args.rate
         self.tick_ms = self.rng.choice(TICKS_MS)
         self.shards = self.rng.randint(5, 16)
@@ -274,10 +276,8 @@ class Nemesis:
     def check(self):
         reqs = [q for q in read_access_log(self.log("access.log")) if q["run"] == self.run_id]
         self.served = len(reqs)
-        ticks = json.loads(subprocess.run(["redis-cli", "-p", str(self.redis_port), "--json", "HGETALL", f"{self.keys}:ticks"],
-                                          capture_output=True, text=True, timeout=30).stdout or "{}")
-        plan = json.loads(subprocess.run(["redis-cli", "-p", str(self.redis_port), "--json", "HGETALL", f"{self.keys}:plan"],
-                                         capture_output=True, text=True, timeout=30).stdout or "{}")
+        ticks = json.loads(self.cli("--json", "HGETALL", f"{self.keys}:ticks", timeout=30) or "{}")
+        plan = json.loads(self.cli("--json", "HGETALL", f"{self.keys}:plan", timeout=30) or "{}")
         self.plan = {int(k): int(v) for k, v in plan.items()}
         th = {k: int(v) for k, v in ticks.items()}
         # No iteration arrives twice.
@@ -338,7 +338,6 @@ class Nemesis:
         """Seconds from `end` until the load at the server is back within 5 % of the plan and
         stays there until `until` (the next fault, or the run's end): every 1 s window (stepped
         by 100 ms) from then on holds the plan's count within 5 %. None: not back by `until`."""
-        import bisect
         window, step = 1000, 100
         first = int((end * 1000 - self.start_ms) // step * step)
         last = min(int(until * 1000 - self.start_ms), self.duration_s * 1000) - window
@@ -382,7 +381,7 @@ def main():
     ap.add_argument("--seed", type=int, help="seed of the run's shape and of the faults (default: random, printed)")
     ap.add_argument("--j4", default=".build/release/j4" if os.path.exists(".build/release/j4") else ".build/debug/j4",
                     help="the j4 binary (default .build/release/j4, else .build/debug/j4)")
-    ap.add_argument("--rate", type=int, help="iterations per second (default: drawn from the seed, 50 to 200)")
+    ap.add_argument("--rate", type=int, help="iterations per second (default: drawn at random from --seed, 50 to 200)")
     ap.add_argument("--fsync", choices=["always", "everysec"], default="always",
                     help="Redis' appendfsync (default always: acknowledged writes survive SIGKILL, so the accounting must be exact)")
     ap.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated kinds to draw from (default all: {','.join(FAULTS)})")
@@ -423,6 +422,5 @@ def main():
     finally:
         n.procs.stop_all(everything=True)
     if code == 0 and not args.keep:
-        import shutil
         shutil.rmtree(n.dir, ignore_errors=True)
     return code
