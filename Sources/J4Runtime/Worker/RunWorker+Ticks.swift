@@ -12,10 +12,11 @@ extension RunWorker {
         }
         guard let now = currentTick() else { return }
         var n = max(0, now)
-        // Claims go out a little before their tick (half a tick, at most 200 ms), so that its
-        // first iterations are on time; a `j4 stop` that comes later than this before a
-        // boundary ends the run one tick later.
-        let claimLead = min(tick / 2, .milliseconds(200))
+        // Claims go out a little before their tick (three quarters of a tick, at most 200 ms),
+        // so that its first iterations are on time and a VU goes on across the boundary
+        // although the process was starved for a moment; a `j4 stop` that comes later than
+        // this before a boundary ends the run one tick later.
+        let claimLead = min(tick * 3 / 4, .milliseconds(200))
         while true {
             let (stop, live, phase) = state.withLock { ($0.stopTick, $0.runState.isLive, $0.phase) }
             guard live, n < stop, n < curve.tickCount, !phase.isAborted else { return }

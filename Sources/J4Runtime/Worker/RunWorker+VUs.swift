@@ -65,15 +65,24 @@ extension RunWorker {
         var i: Int64 = 0
         while !Task.isCancelled {
             let began = ContinuousClock.now
-            let go = state.withLock { s -> Bool in
-                guard !s.phase.isAborted, let deadline = s.vuDeadlines[j], began < deadline, s.leases.trusts(shard, at: began),
-                      context.holdsTrusted else {
-                    s.vuDeadlines[j] = nil
-                    return false
-                }
-                return true
+            let current = currentTick(at: began)
+            let trustedItems = context.holdsTrusted
+            let step = state.withLock { s -> VUStep in
+                let step = VUStep.decide(.init(
+                    now: began, deadline: s.vuDeadlines[j], tick: tick, currentTick: current, stopTick: s.stopTick,
+                    aborted: s.phase.isAborted, leaving: s.phase.isLeaving || s.leases.isGoingBack(shard),
+                    trusted: s.leases.trusts(shard, at: began) && trustedItems))
+                if step == .end { s.vuDeadlines[j] = nil }
+                return step
             }
-            guard go else { return }
+            switch step {
+            case .end: return
+            case .wait(let until):
+                // The next tick's grant is late: look again shortly, with the same setup.
+                try? await Task.sleep(until: min(until, began + .milliseconds(2)), clock: .continuous)
+                continue
+            case .iterate: break
+            }
             let second = Int64((clock.serverMs(at: began) ?? 0) / 1000)
             metrics.add(.started, second: second)
             var ok = true
