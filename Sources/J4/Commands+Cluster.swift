@@ -228,7 +228,17 @@ struct SupervisorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Most iterations per second any one run may ask for; submit and scale refuse more (default: $J4_MAX_RUN_RATE; none: no ceiling).") var maxRunRate: String?
     @Option(name: .customLong("max-run-vus"), help: "Most VUs any one run may ask for (default: $J4_MAX_RUN_VUS; none: no ceiling).") var maxRunVUs: String?
     @Option(name: .long, help: "Delete a run this long after it was submitted and ended, e.g. 24h (default: $J4_RETAIN or 168h, 7 days; forever: keep).") var retain: String?
+    @Option(name: .long, help: "Keep a run's last DURATION of per-second metrics and per-tick records as they are; fold older ones (per-minute metrics, summed ticks) so a long run stays small in Redis (default: $J4_DETAIL or 15m).") var detail: String?
     @OptionGroup var metricsOptions: MetricsOptions
+
+    /// `--detail` or `$J4_DETAIL`.
+    func compaction() throws -> Compaction {
+        guard let text = detail ?? ProcessInfo.processInfo.environment["J4_DETAIL"] else { return Compaction() }
+        guard let ms = DurationText.milliseconds(text), ms >= 1000, ms <= 7 * 86_400_000 else {
+            throw CLIError.invalid("\(detail == nil ? "J4_DETAIL" : "--detail"): \"\(text)\" is not accepted; give a duration from 1s to 168h, such as 15m or 2h")
+        }
+        return Compaction(detail: .milliseconds(ms))
+    }
 
     /// `--retain` or `$J4_RETAIN`: nil keeps runs forever.
     func retention() throws -> Duration? {
@@ -263,7 +273,7 @@ struct SupervisorCommand: AsyncParsableCommand {
         let limits = try self.limits()
         let logger = try redisOptions.logger("j4.supervisor")
         let id = self.id ?? ProcessInfo.processInfo.environment["J4_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger, limits: limits, retain: try retention())
+        let supervisor = Supervisor(id: id, endpoint: try redisOptions.endpoint(), logger: logger, limits: limits, retain: try retention(), compaction: try compaction())
         let metricsEndpoint = try await metricsOptions.start(ready: { supervisor.isConnected })
         try await runServices(withMetrics(metricsEndpoint, [.main(SupervisorService(supervisor: supervisor))]), logger: logger)
     }

@@ -26,6 +26,10 @@ public struct RunKeys: Sendable, Hashable {
     public func claims(tick n: Int64) -> String { prefix + "claims:\(n)" }
     /// Hash: merged metrics of one unix second.
     public func metrics(second: Int64) -> String { prefix + "m:\(second)" }
+    /// Hash: merged metrics of the folded seconds of one minute, named by its first unix second.
+    public func metrics(minuteOf second: Int64) -> String { prefix + "m60:\(RunKeys.minuteStart(second))" }
+    /// The first unix second of the minute `second` is in.
+    public static func minuteStart(_ second: Int64) -> Int64 { second - ((second % 60) + 60) % 60 }
     /// Hash: per-tick accounting (arrival-rate): `<n>:g` granted, `<n>:s` started, `<n>:d` dropped.
     public var ticks: String { prefix + "ticks" }
     /// Zset: the run's 20 slowest iterations, `<trace id> <worker> <vu> <iteration> <unix ms>` → latency (µs).

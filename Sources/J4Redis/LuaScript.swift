@@ -43,7 +43,11 @@ public enum Scripts {
     /// Claims one tick's quota for held shards: one grant per (tick, shard), fenced by token.
     public static let claim = LuaScript(name: "claim", keys: ["ctl", "leases", "owners", "plan", "claims", "ticks", "workers", "events", "claims_before", "claims_older"], args: ["worker", "tick"], repeating: ["shard", "token"])
     /// Adds a worker's metrics of one second, once per sequence number.
-    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow"], args: ["sender", "seq", "ttl_s"], repeating: ["field", "delta"])
+    public static let flush = LuaScript(name: "flush", keys: ["seqs", "second", "totals", "ticks", "slow", "ctl", "minute"], args: ["sender", "seq", "ttl_s", "second"], repeating: ["field", "delta"])
+    /// Folds the per-tick state of settled ticks (plan values, per-tick counts) into sums.
+    public static let compactTicks = LuaScript(name: "compact_ticks", keys: ["ctl", "plan", "ticks"], args: ["keep_ticks", "max_ticks"], repeating: [])
+    /// Folds one second of metrics into its minute.
+    public static let compactSecond = LuaScript(name: "compact_second", keys: ["ctl", "second", "minute"], args: ["second", "keep_s", "ttl_s"], repeating: [])
     /// Supervisor leadership lease.
     public static let leader = LuaScript(name: "leader", keys: ["leader"], args: ["op", "holder", "token", "ttl_ms"], repeating: [])
     /// Publishes plan values ahead of now; starts a pending run.
@@ -73,5 +77,5 @@ public enum Scripts {
     /// All of them.
     public static let delete = LuaScript(
         name: "delete", keys: ["ctl", "plan", "leases", "owners", "workers", "ticks", "totals", "seqs", "events", "slow", "claims_last", "claims_before"], args: [], repeating: [])
-    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, leader, identity, plan, resign, stop, abort, scale, reap, delete, poolLoad, poolCheckout, poolRenew, poolReturn]
+    public static let all: [LuaScript] = [submit, acquire, renew, release, claim, flush, compactTicks, compactSecond, leader, identity, plan, resign, stop, abort, scale, reap, delete, poolLoad, poolCheckout, poolRenew, poolReturn]
 }

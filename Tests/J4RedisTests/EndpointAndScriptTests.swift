@@ -152,7 +152,7 @@ struct ScriptContractTests {
         let readme = try String(contentsOf: Self.luaDirectory.deletingLastPathComponent().appendingPathComponent("docs/PROTOCOL.md"), encoding: .utf8)
         let k = RunKeys(run: "ID")
         let keys = [k.ctl, k.plan, k.leases, k.owners, k.workers, k.claims(tick: 0).replacingOccurrences(of: ":0", with: ":<n>"),
-                    k.metrics(second: 0).replacingOccurrences(of: ":0", with: ":<second>"), k.totals, k.flushSeqs, k.events, k.ticks,
+                    k.metrics(second: 0).replacingOccurrences(of: ":0", with: ":<second>"), k.metrics(minuteOf: 0).replacingOccurrences(of: ":0", with: ":<second>"), k.totals, k.flushSeqs, k.events, k.ticks,
                     GlobalKeys.runs, GlobalKeys.active, GlobalKeys.leader, GlobalKeys.signals]
             + { (p: PoolKeys) in [p.meta, p.items, p.free, p.held, p.holders] }(PoolKeys(pool: "NAME"))
         for key in keys { #expect(readme.contains("| `\(key)` |"), "the key table lacks \(key)") }

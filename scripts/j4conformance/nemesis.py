@@ -82,7 +82,7 @@ class Nemesis:
         return p
 
     def start_supervisor(self, sid):
-        p = self.procs.start([self.j4, "supervisor", "--id", sid, "--redis", self.redis_url, "--log-level", "info"],
+        p = self.procs.start([self.j4, "supervisor", "--id", sid, "--redis", self.redis_url, "--log-level", "info", "--detail", self.args.detail],
                              self.log(f"supervisor-{sid}.log"))
         p.j4_id = sid
         self.supervisors.append(p)
@@ -233,8 +233,16 @@ class Nemesis:
             if line.startswith("used_memory:"):
                 self.memory.append((time.time(), int(line.split(":")[1])))
 
+    def sample_plan(self):
+        """The plan as it stands. The supervisors fold ticks older than --detail (their plan
+        fields go), so the plan is read during the run: a tick's value, once it is frozen
+        (the current and the next tick), never changes, and later reads replace earlier ones."""
+        plan = json.loads(self.cli("--json", "HGETALL", f"{self.keys}:plan", timeout=30) or "{}")
+        self.plan.update({int(k): int(v) for k, v in plan.items()})
+
     def drive(self):
         self.leaving, self.scaled = [], []
+        self.plan, last_plan = {}, 0.0
         began = self.start_ms / 1000
         quiet_end = began + self.duration_s - 12  # no fault in the last 12 s: the last recovery is measured
         next_fault = began + 5
@@ -253,6 +261,9 @@ class Nemesis:
             self.watch_processes()
             if not self.memory or now - self.memory[-1][0] >= 1:
                 self.sample_memory()
+            if now - last_plan >= 5:
+                self.sample_plan()
+                last_plan = now
             time.sleep(0.2)
         r = subprocess.run([self.j4, "wait", self.run_id, "--json", "--timeout", "60s", "--redis", self.redis_url], capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
@@ -277,9 +288,10 @@ class Nemesis:
         reqs = [q for q in read_access_log(self.log("access.log")) if q["run"] == self.run_id]
         self.served = len(reqs)
         ticks = json.loads(self.cli("--json", "HGETALL", f"{self.keys}:ticks", timeout=30) or "{}")
-        plan = json.loads(self.cli("--json", "HGETALL", f"{self.keys}:plan", timeout=30) or "{}")
-        self.plan = {int(k): int(v) for k, v in plan.items()}
+        self.sample_plan()
         th = {k: int(v) for k, v in ticks.items()}
+        ctl = self.cli("HGET", f"{self.keys}:ctl", "compacted_tick")
+        self.compacted = int(ctl) if ctl and ctl.strip().isdigit() else 0
         # No iteration arrives twice.
         seen = Counter(q["iteration"] for q in reqs)
         twice = sorted((int(g) for g, k in seen.items() if k > 1))
@@ -291,7 +303,13 @@ class Nemesis:
         served = Counter(int(q["tick"]) for q in reqs)
         ticks_n = -(-self.duration_s * 1000 // self.tick_ms)
         bad, self.lost = [], 0
-        for n in range(ticks_n):
+        # Folded ticks (below ctl.compacted_tick) are checked through their sums.
+        g, s, d = th.get("settled:g", 0), th.get("settled:s", 0), th.get("settled:d", 0)
+        lost, at_server = g - s - d, sum(k for n, k in served.items() if n < self.compacted)
+        self.lost += max(lost, 0)
+        if lost < 0 or not s <= at_server <= s + lost:
+            bad.append(f"ticks 0-{self.compacted - 1} (folded): granted {g}, started {s}, dropped {d}, server {at_server}")
+        for n in range(self.compacted, ticks_n):
             g, s, d = th.get(f"{n}:g", 0), th.get(f"{n}:s", 0), th.get(f"{n}:d", 0)
             lost = g - s - d
             self.lost += max(lost, 0)
@@ -367,7 +385,7 @@ class Nemesis:
         print(f"nemesis: {verdict} seed {self.args.seed}, {self.args.minutes:g} min, {self.rate}/s tick {self.tick_ms} ms {self.shards} shards "
               f"{self.workers_wanted} workers, fsync {self.args.fsync}: {len(self.faults)} faults, slowest recovery {worst:.1f} s; "
               f"{self.served} iterations at the server, {self.twice} twice, {self.lost} lost to kills; accounting checked over "
-              f"{self.ticks_checked} ticks; Redis used_memory peak {self.peak_memory / 1048576:.1f} MiB"
+              f"{self.ticks_checked} ticks ({self.compacted} folded by --detail {self.args.detail}); Redis used_memory peak {self.peak_memory / 1048576:.1f} MiB"
               + (f"; rerun: bash scripts/nemesis.sh --seed {self.args.seed} --minutes {self.args.minutes:g}" if self.failures else ""), flush=True)
         if self.failures or self.args.keep:
             print(f"nemesis: logs kept in {self.dir}", flush=True)
@@ -387,6 +405,7 @@ def main():
     ap.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated kinds to draw from (default all: {','.join(FAULTS)})")
     ap.add_argument("--keep", action="store_true", help="keep the logs (and timeline.txt: plan and server count per second) of a passing run too")
     ap.add_argument("--max-memory-mib", type=float, default=64, help="Redis used_memory must stay under this (default 64)")
+    ap.add_argument("--detail", default="30s", help="the supervisors' --detail: older ticks and seconds are folded during the run (default 30s)")
     args = ap.parse_args()
     args.seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
     args.faults = [f.strip() for f in args.faults.split(",") if f.strip()]

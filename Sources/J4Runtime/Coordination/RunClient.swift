@@ -160,8 +160,29 @@ public struct RunClient: Sendable {
     /// flush.lua: adds one second's metrics; false when this sequence number was already added.
     @discardableResult
     public func flush(_ c: RedisConnection, worker: String, seq: Int64, second: Int64, fields: [(String, Int64)]) async throws -> Bool {
-        let r = try await eval(c, Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks, keys.slow], args: [worker, String(seq), String(7 * 86_400)] + fields.flatMap { [$0.0, String($0.1)] })
+        let r = try await eval(c, Scripts.flush, keys: [keys.flushSeqs, keys.metrics(second: second), keys.totals, keys.ticks, keys.slow, keys.ctl, keys.metrics(minuteOf: second)],
+                               args: [worker, String(seq), String(RunClient.metricsTTLSeconds), String(second)] + fields.flatMap { [$0.0, String($0.1)] })
         return r.int == 1
+    }
+
+    /// How long a second's or a minute's metrics hash lives after its last write: 7 days.
+    public static let metricsTTLSeconds: Int64 = 7 * 86_400
+
+    /// compact_ticks.lua: folds up to `maxTicks` settled ticks below claimed_tick - 1 -
+    /// `keepTicks`; the new cursor and how many were folded.
+    public func compactTicks(_ c: RedisConnection, keepTicks: Int64, maxTicks: Int64) async throws -> (cursor: Int64, folded: Int64) {
+        let r = try await eval(c, Scripts.compactTicks, keys: [keys.ctl, keys.plan, keys.ticks], args: [String(keepTicks), String(maxTicks)])
+        guard let a = r.array, a.count == 2, let cursor = a[0].int, let folded = a[1].int else { throw RedisError.unexpectedReply("compact_ticks: \(r)") }
+        return (cursor, folded)
+    }
+
+    /// compact_second.lua: folds `second` into its minute if it is the cursor and at least
+    /// `keepSeconds` old; whether it was folded, and the cursor after the call.
+    public func compactSecond(_ c: RedisConnection, _ second: Int64, keepSeconds: Int64) async throws -> (folded: Bool, cursor: Int64) {
+        let r = try await eval(c, Scripts.compactSecond, keys: [keys.ctl, keys.metrics(second: second), keys.metrics(minuteOf: second)],
+                               args: [String(second), String(keepSeconds), String(RunClient.metricsTTLSeconds)])
+        guard let a = r.array, a.count == 2, let code = a[0].string, let cursor = a[1].int else { throw RedisError.unexpectedReply("compact_second: \(r)") }
+        return (code == "folded", cursor)
     }
 
     /// plan.lua: publishes plan values from `from`, computed from the run's generation

@@ -17,7 +17,7 @@ public enum RunDeletion {
         case busy
     }
 
-    /// Deletes `run` if it has settled (`delete.lua`), then its per-second metric hashes and
+    /// Deletes `run` if it has settled (`delete.lua`), then its per-second and per-minute metric hashes and
     /// the grant records of its earlier ticks (read from ctl first: the script deletes ctl),
     /// and its entries in the global run list and active set. Should this stop halfway, what
     /// is left of the metric hashes expires after 7 days, grant records within a day.
@@ -45,7 +45,10 @@ public enum RunDeletion {
             // One hash per second with metrics: from the start to the end, or to the planned
             // end for a run that failed, plus a minute for iterations still running then.
             let end = max(f[2] ?? start, start + (f[3] ?? 0))
-            deleted += try await deleteAll(((start / 1000 - 1)...(end / 1000 + 60)).map { keys.metrics(second: $0) }, on: c)
+            let seconds = (start / 1000 - 1)...(end / 1000 + 60)
+            deleted += try await deleteAll(seconds.map { keys.metrics(second: $0) }, on: c)
+            // And the minutes a long run's older seconds were folded into.
+            deleted += try await deleteAll(stride(from: RunKeys.minuteStart(seconds.lowerBound), through: seconds.upperBound, by: 60).map { keys.metrics(minuteOf: $0) }, on: c)
         }
         _ = try await c.pipeline([["ZREM", GlobalKeys.runs, run], ["SREM", GlobalKeys.active, run]])
         return code == "deleted" || deleted > 0 ? .deleted(keys: deleted) : .noRun

@@ -6,7 +6,9 @@ extension RunReport {
     /// events marked; then the thresholds, steps, checks, metrics and events as tables.
     public var html: String {
         let s = summary
-        let ts = series.map { Double($0.t) }
+        // A folded minute (the older part of a long run) is drawn at its middle, as per-second rates.
+        let ts = series.map { Double($0.t) + Double($0.seconds - 1) / 2 }
+        func rate(_ v: Int64, _ e: Second) -> Double { Double(v) / Double(max(1, e.seconds)) }
         let rateUnit = s.model == "vus" ? "VUs (target) / iterations per second" : "iterations per second"
         var body = ""
         body += "<h1>\(esc(s.name)) <small>\(esc(s.run))</small></h1>\n"
@@ -17,8 +19,8 @@ extension RunReport {
                         ms(s.latency_ms.p50), ms(s.latency_ms.p95), ms(s.latency_ms.p99), ms(s.latency_ms.max)]])
         body += chart(id: "rate", title: "Target vs achieved", unit: rateUnit, x: ts, lines: [
             ("target", "#888", series.map { $0.target }, true),
-            ("started", "#1f77b4", series.map { Double($0.started) }, false),
-            ("ok", "#2ca02c", series.map { Double($0.ok) }, false),
+            ("started", "#1f77b4", series.map { rate($0.started, $0) }, false),
+            ("ok", "#2ca02c", series.map { rate($0.ok, $0) }, false),
         ], shade: series.map { $0.failed > 0 || $0.dropped > 0 })
         body += chart(id: "latency", title: "Iteration latency", unit: "ms", x: ts, lines: [
             ("p50", "#2ca02c", series.map { $0.p50 }, false),
@@ -26,8 +28,8 @@ extension RunReport {
             ("p99", "#d62728", series.map { $0.p99 }, false),
         ], shade: nil)
         body += chart(id: "errors", title: "Failed and dropped", unit: "per second", x: ts, lines: [
-            ("failed", "#d62728", series.map { Double($0.failed) }, false),
-            ("dropped", "#9467bd", series.map { Double($0.dropped) }, false),
+            ("failed", "#d62728", series.map { rate($0.failed, $0) }, false),
+            ("dropped", "#9467bd", series.map { rate($0.dropped, $0) }, false),
         ], shade: nil)
         body += chart(id: "workers", title: "Active workers", unit: "workers", x: ts, lines: [
             ("workers", "#17becf", series.map { Double($0.workers) }, false),

@@ -5,12 +5,16 @@ import J4Redis
 /// Everything `j4 report` shows about a run: its summary, per-second series of the whole
 /// cluster (merged in Redis), per-step series, and its events.
 public struct RunReport: Sendable, Codable {
-    /// One second of the run, merged over every worker.
+    /// One second of the run, merged over every worker; or, for the older part of a long
+    /// run (folded by the supervisor), a minute or the part of one the run covers.
     public struct Second: Sendable, Codable, Equatable {
-        /// Seconds from tick 0.
+        /// Seconds from tick 0 to the entry's start.
         public var t: Int64
-        /// Unix second.
+        /// Unix second of the entry's start.
         public var unix: Int64
+        /// How many seconds the entry covers: 1, or up to 60 for a folded minute. Counts are
+        /// over the whole entry; divide by this for per-second rates.
+        public var seconds: Int64
         /// What the curve asked for: iterations per second (arrival-rate) or VUs (vus).
         public var target: Double
         public var started: Int64
@@ -24,9 +28,10 @@ public struct RunReport: Sendable, Codable {
         /// Workers that reported metrics for this second.
         public var workers: Int
     }
-    /// One second of one step.
+    /// One second (or folded minute, as in ``Second``) of one step.
     public struct StepSecond: Sendable, Codable, Equatable {
         public var t: Int64
+        public var seconds: Int64
         public var count: Int64
         public var failed: Int64
         public var p95: Double?
@@ -68,18 +73,27 @@ public struct RunReport: Sendable, Codable {
         if let startMs = info.startMs {
             let first = startMs / 1000
             let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
-            let last = max(first, ((info.finishedMs ?? nowMs) + 999) / 1000)
-            let seconds = Array(first...min(last, first + 86_400))
+            let last = min(max(first, ((info.finishedMs ?? nowMs) + 999) / 1000), first + 7 * 86_400)
+            // Seconds below the cursor were folded into their minutes (Compaction).
+            let folded = min(last + 1, Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? first)
+            var entries: [(unix: Int64, seconds: Int64, key: String)] = []
+            var m = RunKeys.minuteStart(first)
+            while m < folded {
+                let from = max(m, first)
+                if min(m + 60, folded) > from { entries.append((from, min(m + 60, folded) - from, keys.metrics(minuteOf: m))) }
+                m += 60
+            }
+            if max(first, folded) <= last { entries += (max(first, folded)...last).map { ($0, 1, keys.metrics(second: $0)) } }
             let curve = info.curve
-            for batch in stride(from: 0, to: seconds.count, by: 500).map({ Array(seconds[$0..<min($0 + 500, seconds.count)]) }) {
-                let replies = try await c.pipeline(batch.map { ["HGETALL", keys.metrics(second: $0)] })
-                for (unix, reply) in zip(batch, replies) {
+            for batch in stride(from: 0, to: entries.count, by: 500).map({ Array(entries[$0..<min($0 + 500, entries.count)]) }) {
+                let replies = try await c.pipeline(batch.map { ["HGETALL", $0.key] })
+                for (entry, reply) in zip(batch, replies) {
                     let h = reply.hash ?? [:]
-                    let t = unix - first
-                    let midMs = min(max(0, t * 1000 + 500), curve.durationMs)
-                    let target = unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
-                    series.append(second(t: t, unix: unix, target: target, h))
-                    for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, count: step.count, failed: step.failed, p95: step.p95)) }
+                    let t = entry.unix - first
+                    let midMs = min(max(0, t * 1000 + entry.seconds * 500), curve.durationMs)
+                    let target = entry.unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
+                    series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target, h))
+                    for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, seconds: entry.seconds, count: step.count, failed: step.failed, p95: step.p95)) }
                 }
             }
         }
@@ -100,13 +114,13 @@ public struct RunReport: Sendable, Codable {
         return RunReport(summary: summary, slowest: slowest, series: series, steps: steps, events: events)
     }
 
-    static func second(t: Int64, unix: Int64, target: Double, _ h: [String: String]) -> Second {
+    static func second(t: Int64, unix: Int64, seconds: Int64 = 1, target: Double, _ h: [String: String]) -> Second {
         func v(_ f: MetricField) -> Int64 { Int64(h[f.name] ?? "0") ?? 0 }
         let (buckets, _, maxUs) = ThresholdEvaluator.histogramOf(MetricField.iterationHistogram, h)
         func q(_ x: Double) -> Double? { LatencyBuckets.quantile(x, of: buckets).map { Double(min($0, maxUs ?? $0)) / 1000 } }
         var errors: [String: Int64] = [:]
         for (k, value) in h { if case .error(let c) = MetricField(k) { errors[c] = Int64(value) ?? 0 } }
-        return Second(t: t, unix: unix, target: target, started: v(.started), ok: v(.ok), failed: v(.failed), dropped: v(.dropped),
+        return Second(t: t, unix: unix, seconds: seconds, target: target, started: v(.started), ok: v(.ok), failed: v(.failed), dropped: v(.dropped),
                       errors: errors, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: maxUs.map { Double($0) / 1000 },
                       workers: h.keys.count { if case .activeWorker = MetricField($0) { true } else { false } })
     }

@@ -39,6 +39,10 @@ public final class Supervisor: Sendable {
     public let limits: RunLimits
     /// How long a run is kept after it was submitted and has ended (nil: forever).
     public let retain: Duration?
+    /// How much of a run's recent past stays in full detail; the rest is folded.
+    public let compaction: Compaction
+    /// Per run: when its last compaction pass began.
+    let lastCompaction = Mutex<[String: ContinuousClock.Instant]>([:])
     /// When the last retention sweep began, and whether one is running.
     let lastRetentionSweep = Mutex<(last: ContinuousClock.Instant?, running: Bool)>((nil, false))
 
@@ -46,9 +50,10 @@ public final class Supervisor: Sendable {
     /// publishes in `j4:limits` when it leads, and fails runs above.
     public init(
         id: String, endpoint: RedisEndpoint, logger: Logger, horizon: Duration? = nil, leaderTTL: Duration = .seconds(3), limits: RunLimits = RunLimits(),
-        retain: Duration? = nil
+        retain: Duration? = nil, compaction: Compaction = Compaction()
     ) {
         self.id = id
+        self.compaction = compaction
         self.limits = limits
         self.retain = retain
         self.connection = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-supervisor:\(id)"))
@@ -185,6 +190,7 @@ public final class Supervisor: Sendable {
             }
             try await client.reap(connection)
             if info.state == .running, try await abortOnFailedThreshold(info, client: client, nowMs: reply.nowMs, startMs: start) { return }
+            await compactIfDue(run, client: client, tickMs: tickMs)
             // The run is over once its last granted tick has ended, plus a grace for the
             // workers' last iterations and flushes.
             let endTick = min(info.stopTick, curve.tickCount)
@@ -193,6 +199,7 @@ public final class Supervisor: Sendable {
             if reply.nowMs >= endMs + grace {
                 let (state, _) = try await client.stop(connection, mode: "finish", who: id)
                 logger.info("run ended", metadata: ["run": "\(run)", "state": "\(state.rawValue)"])
+                await compactIfDue(run, client: client, tickMs: tickMs, final: true)
                 try await RunStore.deactivate(run, on: connection)
                 _ = curves.withLock { $0.removeValue(forKey: run) }
             }
