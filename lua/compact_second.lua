@@ -4,9 +4,8 @@
 -- at least keep_s old on Redis' clock. Its hash is merged into the minute's, as flush.lua
 -- merges (max:<name> fields keep the maximum, every other field is added), and deleted; the
 -- cursor moves to the next second. flush.lua sends a late flush of a folded second to its
--- minute, so no count is lost or counted twice. Calls for the seconds after the one that was
--- refused are refused too (the cursor did not move), so a pipelined batch stops at the
--- first second that is not yet old enough.
+-- minute, so no count is lost or counted twice. The caller folds one second after another
+-- from the cursor and stops at the first that is refused.
 --
 -- KEYS[1] ctl: j4:{r:ID}:ctl
 -- KEYS[2] second: j4:{r:ID}:m:<second>

@@ -268,6 +268,11 @@ class Nemesis:
         r = subprocess.run([self.j4, "wait", self.run_id, "--json", "--timeout", "60s", "--redis", self.redis_url], capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise HarnessError(f"j4 wait exited {r.returncode}: {r.stderr.strip()}")
+        # The supervisor folds the run one last time after it ends, then takes it out of the
+        # active set: the checks read the ticks once nothing moves them any more.
+        deadline = time.time() + 30
+        while self.cli("SISMEMBER", "j4:active", self.run_id) != "0" and time.time() < deadline:
+            time.sleep(0.2)
         # Every J4 process leaves with SIGTERM and must exit 0.
         for p in self.workers + self.supervisors + [self.sink]:
             if p.poll() is None:

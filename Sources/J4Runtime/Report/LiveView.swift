@@ -39,9 +39,11 @@ public struct LiveView: Sendable {
                 if elapsedMs < end { stage = (i + 1, info.definition.stages.count); break }
             }
         }
-        // The last 10 whole seconds, merged.
+        // The last 10 whole seconds, merged; fewer when older ones were folded into their
+        // minute already (a supervisor with --detail under 10 s).
         let lastSecond = nowMs / 1000 - 1
-        let window = (lastSecond - 9)...lastSecond
+        let folded = Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? 0
+        let window = min(lastSecond, max(lastSecond - 9, folded))...lastSecond
         let replies = try await c.pipeline(window.map { ["HGETALL", keys.metrics(second: $0)] } + [["HGETALL", keys.owners], ["XREVRANGE", keys.events, "+", "-", "COUNT", "8"]])
         var merged: [String: Int64] = [:]
         for reply in replies.prefix(window.count) {

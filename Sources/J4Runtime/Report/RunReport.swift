@@ -74,27 +74,16 @@ public struct RunReport: Sendable, Codable {
             let first = startMs / 1000
             let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
             let last = min(max(first, ((info.finishedMs ?? nowMs) + 999) / 1000), first + 7 * 86_400)
-            // Seconds below the cursor were folded into their minutes (Compaction).
-            let folded = min(last + 1, Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? first)
-            var entries: [(unix: Int64, seconds: Int64, key: String)] = []
-            var m = RunKeys.minuteStart(first)
-            while m < folded {
-                let from = max(m, first)
-                if min(m + 60, folded) > from { entries.append((from, min(m + 60, folded) - from, keys.metrics(minuteOf: m))) }
-                m += 60
-            }
-            if max(first, folded) <= last { entries += (max(first, folded)...last).map { ($0, 1, keys.metrics(second: $0)) } }
-            let curve = info.curve
-            for batch in stride(from: 0, to: entries.count, by: 500).map({ Array(entries[$0..<min($0 + 500, entries.count)]) }) {
-                let replies = try await c.pipeline(batch.map { ["HGETALL", $0.key] })
-                for (entry, reply) in zip(batch, replies) {
-                    let h = reply.hash ?? [:]
-                    let t = entry.unix - first
-                    let midMs = min(max(0, t * 1000 + entry.seconds * 500), curve.durationMs)
-                    let target = entry.unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
-                    series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target, h))
-                    for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, seconds: entry.seconds, count: step.count, failed: step.failed, p95: step.p95)) }
-                }
+            // Seconds below the cursor were folded into their minutes (Compaction). A fold while
+            // they are read (a live run) would leave a hole: then they are read again.
+            func cursor() async throws -> Int64 { min(last + 1, Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? first) }
+            var folded = try await cursor()
+            for _ in 0..<3 {
+                let read = try await loadSeries(keys: keys, first: first, last: last, folded: folded, startMs: startMs, curve: info.curve, on: c)
+                let now = try await cursor()
+                (series, steps) = read
+                if now == folded { break }
+                folded = now
             }
         }
         let start = Double(info.startMs ?? 0)
@@ -112,6 +101,34 @@ public struct RunReport: Sendable, Codable {
             slowest.append(Slow(trace_id: p[0], worker: p[1], vu: Int64(p[2]) ?? -1, iteration: Int64(p[3]) ?? -1, at_ms: Int64(p[4]) ?? 0, latency_ms: us / 1000))
         }
         return RunReport(summary: summary, slowest: slowest, series: series, steps: steps, events: events)
+    }
+
+    /// The series from unix second `first` to `last`: the minutes below `folded` from their
+    /// `m60` hashes, the seconds from it on from their own.
+    static func loadSeries(keys: RunKeys, first: Int64, last: Int64, folded: Int64, startMs: Int64, curve: Curve, on c: RedisConnection) async throws
+        -> ([Second], [String: [StepSecond]]) {
+        var entries: [(unix: Int64, seconds: Int64, key: String)] = []
+        var m = RunKeys.minuteStart(first)
+        while m < folded {
+            let from = max(m, first)
+            if min(m + 60, folded) > from { entries.append((from, min(m + 60, folded) - from, keys.metrics(minuteOf: m))) }
+            m += 60
+        }
+        if max(first, folded) <= last { entries += (max(first, folded)...last).map { ($0, 1, keys.metrics(second: $0)) } }
+        var series: [Second] = []
+        var steps: [String: [StepSecond]] = [:]
+        for batch in stride(from: 0, to: entries.count, by: 500).map({ Array(entries[$0..<min($0 + 500, entries.count)]) }) {
+            let replies = try await c.pipeline(batch.map { ["HGETALL", $0.key] })
+            for (entry, reply) in zip(batch, replies) {
+                let h = reply.hash ?? [:]
+                let t = entry.unix - first
+                let midMs = min(max(0, t * 1000 + entry.seconds * 500), curve.durationMs)
+                let target = entry.unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
+                series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target, h))
+                for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, seconds: entry.seconds, count: step.count, failed: step.failed, p95: step.p95)) }
+            }
+        }
+        return (series, steps)
     }
 
     static func second(t: Int64, unix: Int64, seconds: Int64 = 1, target: Double, _ h: [String: String]) -> Second {

@@ -208,6 +208,7 @@ public final class Supervisor: Sendable {
             _ = try? await client.reap(connection)
             try await RunStore.deactivate(run, on: connection)
             _ = curves.withLock { $0.removeValue(forKey: run) }
+            _ = lastCompaction.withLock { $0.removeValue(forKey: run) }
         }
     }
 

@@ -109,7 +109,14 @@ extension RunWorker {
         }
         let granted = Set(reply.statuses.filter { $0.value == .granted }.keys)
         guard !granted.isEmpty else { return }
-        state.withLock { $0.leases.granted(granted, tick: n) }
+        let vusEnd = definition.model == .vus ? tickEnd(n) : nil
+        state.withLock { s in
+            s.leases.granted(granted, tick: n)
+            // VUs already running carry on into this tick: extended under the same lock as the
+            // grant is recorded, so a VU waiting for it (VUStep) never sees the grant without
+            // its own extension, and ends only when the grant does not want it.
+            if let vusEnd { extendVUs(&s, shards: granted, vus: reply.first, until: vusEnd) }
+        }
         let task: Task<Void, Never>
         if definition.model == .arrivalRate {
             // The fire loop wakes on a thread of its own (TimingExecutor); each iteration runs on the shared executor.

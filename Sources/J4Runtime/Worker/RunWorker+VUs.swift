@@ -12,10 +12,7 @@ extension RunWorker {
         // ending so that the shard can go back, and a VU started or extended now would
         // outlive the drain and run beside its next owner's.
         func mine(_ s: RunWorker.State, _ j: Int64) -> Bool { !s.leases.isGoingBack(Int(j % S)) }
-        // Extend the VUs that continue into this tick now, so none ends at the boundary.
-        state.withLock { s in
-            for j in wanted where s.vuTasks[j] != nil && mine(s, j) { s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end) }
-        }
+        // The VUs that continue into this tick were extended when the grant came (claimAndFire).
         do { try await RunWorker.sleep(until: begin) } catch {}
         var capped = false
         let running = state.withLock { s -> Int in
@@ -34,6 +31,15 @@ extension RunWorker {
         }
         if capped { capMet("max-vus", caps.limits.maxVUs ?? 0) }
         telemetry.gauge("j4_vus", Double(running))
+    }
+
+    /// Extends the deadline of every running VU below `vus` on `shards` (and not on a shard
+    /// going back) to `end`: the VUs that continue into a tick just granted. Under the state lock.
+    func extendVUs(_ s: inout RunWorker.State, shards: Set<Int>, vus: Int64, until end: ContinuousClock.Instant) {
+        let S = Int64(definition.shards)
+        for (j, _) in s.vuTasks where j < vus && shards.contains(Int(j % S)) && !s.leases.isGoingBack(Int(j % S)) {
+            s.vuDeadlines[j] = max(s.vuDeadlines[j] ?? end, end)
+        }
     }
 
     /// One VU of a `vus` run on this worker: set up, loop while the curve wants it and its
@@ -70,8 +76,8 @@ extension RunWorker {
             let step = state.withLock { s -> VUStep in
                 let step = VUStep.decide(.init(
                     now: began, deadline: s.vuDeadlines[j], tick: tick, currentTick: current, stopTick: s.stopTick,
-                    aborted: s.phase.isAborted, leaving: s.phase.isLeaving || s.leases.isGoingBack(shard),
-                    trusted: s.leases.trusts(shard, at: began) && trustedItems))
+                    grantedThrough: s.leases.leases[shard]?.claimedThrough, aborted: s.phase.isAborted,
+                    leaving: s.phase.isLeaving || s.leases.isGoingBack(shard), trusted: s.leases.trusts(shard, at: began) && trustedItems))
                 if step == .end { s.vuDeadlines[j] = nil }
                 return step
             }
@@ -79,7 +85,7 @@ extension RunWorker {
             case .end: return
             case .wait(let until):
                 // The next tick's grant is late: look again shortly, with the same setup.
-                try? await Task.sleep(until: min(until, began + .milliseconds(2)), clock: .continuous)
+                try? await Task.sleep(until: min(until, began + max(.milliseconds(2), tick / 50)), clock: .continuous)
                 continue
             case .iterate: break
             }
