@@ -141,6 +141,8 @@ let package = Package(
         .executableTarget(name: "j4", dependencies: ["J4"], swiftSettings: settings),
         // The README's "your own scenarios" example, compiled so that it cannot rot.
         .executableTarget(name: "j4-example", dependencies: ["J4"], path: "examples/custom-scenario", swiftSettings: settings),
+        // Scenarios in Swift that scripts/bench/throughput.sh measures next to the built-in one.
+        .executableTarget(name: "j4-bench-scenarios", dependencies: ["J4"], path: "examples/bench-scenarios", swiftSettings: settings),
         // The code of docs/SCENARIOS.md, compiled so that the guide cannot rot.
         .executableTarget(
             name: "j4-guide",

@@ -7,13 +7,24 @@
 #   bash scripts/bench/throughput.sh [SECONDS=10] [REPETITIONS=3] [CONNECTIONS=50]
 #   J4_BIN=path/to/j4 bash scripts/bench/throughput.sh      # a j4 you built yourself
 #   TOOLS="j4-vus wrk" bash scripts/bench/throughput.sh     # a subset
+#
+# j4-vus and j4-rate run the built-in http scenario (vus and arrival-rate); j4-scenario and
+# j4-scenario2 run scenarios written in Swift (examples/bench-scenarios: one it.request per
+# iteration; two requests and a check), each a request per VU at a time, as j4-vus.
 source "$(dirname "$0")/lib.sh"
 seconds=${1:-10}
 reps=${2:-3}
 conns=${3:-50}
-tools=${TOOLS:-"j4-vus j4-rate wrk hey h2load ab locust-fast"}
+tools=${TOOLS:-"j4-vus j4-rate j4-scenario j4-scenario2 wrk hey h2load ab locust-fast"}
 bench_install
 bench_build
+case " $tools " in
+  *" j4-scenario"*)
+    if [ -z "${J4_SCENARIOS_BIN:-}" ]; then
+      swift build -c release --product j4-bench-scenarios >&2
+      J4_SCENARIOS_BIN=$J4_ROOT/.build/release/j4-bench-scenarios
+    fi ;;
+esac
 bench_nginx 1
 bench_redis 1
 url="$NGINX_URL/"
@@ -27,6 +38,17 @@ stages: [{ duration: ${seconds}s, target: $conns }]
 shards: $conns
 params: { request: { url: "$url" } }
 YAML
+for scenario in fetch browse; do
+  cat > "$BENCH_WORK/$scenario.yaml" <<YAML
+name: throughput-$scenario
+scenario: $scenario
+model: vus
+start: $conns
+stages: [{ duration: ${seconds}s, target: $conns }]
+shards: $conns
+params: { url: "$url" }
+YAML
+done
 # A rate no single core reaches: iterations beyond maxInFlight in flight are dropped.
 hold_definition "$BENCH_WORK/rate.yaml" throughput-rate 200000 "$seconds" 64 "$url" "$conns"
 cat > "$BENCH_WORK/locustfile.py" <<'PY'
@@ -46,6 +68,12 @@ measure() {
       local def=$BENCH_WORK/${tool#j4-}.yaml
       taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_BIN" run "$def" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
       n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'])") ;;
+    j4-scenario|j4-scenario2)
+      local def=$BENCH_WORK/fetch.yaml per=1
+      [ "$tool" = j4-scenario2 ] && def=$BENCH_WORK/browse.yaml per=2
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_SCENARIOS_BIN" run "$def" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
+      # Requests, not iterations: each iteration of browse sends two.
+      n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'] * $per)") ;;
     wrk)
       taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" wrk -t1 -c"$conns" -d"${seconds}s" "$url" > "$out" 2>&1
       n=$(awk '/requests in/ {print $1}' "$out") ;;

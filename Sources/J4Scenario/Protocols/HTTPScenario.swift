@@ -148,20 +148,12 @@ struct LeanRequest: Sendable {
 
     /// Nil for a URL the lean client does not serve (https: AsyncHTTPClient does TLS and HTTP/2).
     init?(plan: HTTPScenario.Plan, vu: VUContext) {
-        guard let url = URL(string: plan.url), url.scheme?.lowercased() == "http", let host = url.host else { return nil }
-        self.host = host
-        port = url.port ?? 80
-        // The target as written (URL.path would decode percent-escapes): from the first / or ?
-        // after the authority, without a fragment.
-        var target = "/"
-        let rest = plan.url.drop { $0 != ":" }.dropFirst(3)
-        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
-            target = String(rest[slash...].prefix { $0 != "#" })
-            if target.hasPrefix("?") { target = "/" + target }
-        }
-        var head = "\(plan.method.rawValue) \(target) HTTP/1.1\r\n"
+        guard let target = LeanTarget(url: plan.url) else { return nil }
+        host = target.host
+        port = target.port
+        var head = "\(plan.method.rawValue) \(target.target) HTTP/1.1\r\n"
         let userHeaders = Set(plan.headers.map { $0.0.lowercased() })
-        if !userHeaders.contains("host") { head += "host: \(url.port.map { "\(host):\($0)" } ?? host)\r\n" }
+        if !userHeaders.contains("host") { head += "host: \(target.hostHeader)\r\n" }
         // J4's own headers win, as with AsyncHTTPClient's replaceOrAdd: a user's copy is not sent.
         let own = Set((vu.attributionHeaders.map(\.0) + IterationContext.iterationHeaderNames + ["traceparent", "content-length"]).map { $0.lowercased() })
         for (k, v) in plan.headers where !own.contains(k.lowercased()) { head += "\(k): \(v)\r\n" }

@@ -104,6 +104,32 @@ extension VUContext {
         return HTTPResult(status: status, headers: response.headers, body: body)
     }
 
+    /// Sends `request` as the step `name`: over plain HTTP on this VU's lean connection,
+    /// else (TLS, HTTP/2, a header the lean client would not send as it is) with
+    /// AsyncHTTPClient; the same headers, checks, step metrics and error classes either way.
+    func send<T: Sendable>(
+        _ name: String, _ request: ScenarioRequest, timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int, traceID: String,
+        extraHeaders: [(String, String)], then: @Sendable (HTTPResult) throws -> T
+    ) async throws -> T {
+        try await step(name) {
+            try await then(try await transfer(request, timeout: timeout, expect: expect, maxBody: maxBody, traceID: traceID, extraHeaders: extraHeaders))
+        }
+    }
+
+    /// The request of ``send(_:_:timeout:expect:maxBody:traceID:extraHeaders:then:)``, outside any step.
+    func transfer(
+        _ request: ScenarioRequest, timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int, traceID: String, extraHeaders: [(String, String)]
+    ) async throws -> HTTPResult {
+        try targets.check(url: request.url)
+        let own = attributionHeaders + extraHeaders + [("traceparent", TraceContext.traceparent(traceID: traceID))]
+        if let result = try await leanExchange(request, own: own, timeout: timeout, expect: expect, maxBody: maxBody) { return result }
+        var r = HTTPClientRequest(url: request.url)
+        r.method = HTTPMethod(rawValue: request.method)
+        for (k, v) in request.headers { r.headers.add(name: k, value: v) }
+        if let body = request.body { r.body = .bytes(body) }
+        return try await exchange(r, timeout: timeout, expect: expect, maxBody: maxBody, traceID: traceID, extraHeaders: extraHeaders)
+    }
+
     /// Posts a GraphQL operation to `url` as the step `name`; returns its `data`. A response
     /// whose `errors` array is not empty throws ``GraphQLErrors``, whatever its status.
     public func graphQL(
@@ -113,16 +139,12 @@ extension VUContext {
     ) async throws -> JSONValue {
         var payload: [String: JSONValue] = ["query": .string(query), "variables": .object(variables)]
         if let operationName { payload["operationName"] = .string(operationName) }
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        request.headers.add(name: "accept", value: "application/graphql-response+json, application/json")
-        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
-        request.body = .bytes(ByteBuffer(string: JSONValue.object(payload).canonicalJSON))
-        let sent = request
-        return try await step(name) {
-            // A GraphQL server may answer errors with 200 or with 4xx; both are read for `errors`.
-            let result = try await exchange(sent, timeout: timeout, expect: nil, maxBody: 16 << 20, traceID: traceID, extraHeaders: extraHeaders)
+        let request = ScenarioRequest(
+            method: "POST", url: url,
+            headers: ScenarioRequest.merged([("content-type", "application/json"), ("accept", "application/graphql-response+json, application/json")], headers),
+            body: ByteBuffer(string: JSONValue.object(payload).canonicalJSON))
+        // A GraphQL server may answer errors with 200 or with 4xx; both are read for `errors`.
+        return try await send(name, request, timeout: timeout, expect: nil, maxBody: 16 << 20, traceID: traceID, extraHeaders: extraHeaders) { result in
             let body = try? result.json()
             if let errors = body?["errors"]?.arrayValue, !errors.isEmpty {
                 throw GraphQLErrors(messages: errors.map { $0["message"]?.stringValue ?? $0.canonicalJSON })
@@ -155,20 +177,14 @@ extension VUContext {
         _ name: String, _ method: String = "GET", _ url: String, headers: [(String, String)] = [], json: JSONValue? = nil, body: String? = nil,
         timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299
     ) async throws -> HTTPResult {
-        try await http(name, Self.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect)
+        try await send(name, Self.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect,
+                       maxBody: 16 << 20, traceID: TraceContext.newTraceID(), extraHeaders: []) { $0 }
     }
 
-    static func makeRequest(_ method: String, _ url: String, headers: [(String, String)], json: JSONValue?, body: String?) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: url)
-        request.method = HTTPMethod(rawValue: method.uppercased())
-        if let json {
-            request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: json.canonicalJSON))
-        } else if let body {
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
-        return request
+    static func makeRequest(_ method: String, _ url: String, headers: [(String, String)], json: JSONValue?, body: String?) -> ScenarioRequest {
+        ScenarioRequest(
+            method: method.uppercased(), url: url, headers: ScenarioRequest.merged(json == nil ? [] : [("content-type", "application/json")], headers),
+            body: json.map { ByteBuffer(string: $0.canonicalJSON) } ?? body.map { ByteBuffer(string: $0) })
     }
 }
 
@@ -179,6 +195,7 @@ extension IterationContext {
         _ name: String, _ method: String = "GET", _ url: String, headers: [(String, String)] = [], json: JSONValue? = nil, body: String? = nil,
         timeout: Duration = .seconds(30), expect: ClosedRange<Int>? = 200...299
     ) async throws -> HTTPResult {
-        try await http(name, VUContext.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect)
+        try await vu.send(name, VUContext.makeRequest(method, url, headers: headers, json: json, body: body), timeout: timeout, expect: expect,
+                          maxBody: 16 << 20, traceID: traceID, extraHeaders: iterationHeaders) { $0 }
     }
 }

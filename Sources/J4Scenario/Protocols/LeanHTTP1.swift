@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Synchronization
 
@@ -11,16 +12,26 @@ public struct LeanHTTPError: ClassifiedError, CustomStringConvertible {
     public var description: String { "\(errorClass): \(message)" }
 }
 
-/// One keep-alive HTTP/1.1 connection over plain TCP, for the built-in `http` scenario: the
-/// request is serialized once per VU, so an iteration only appends its own headers, and the
-/// response is parsed just enough to find its status and its end (the body is skipped).
+/// A response read by the lean client: its status, and its headers and body when they were
+/// asked for (the built-in scenario skips them).
+public struct LeanResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders?
+    public var body: ByteBuffer?
+}
+
+/// One keep-alive HTTP/1.1 connection over plain TCP, for the built-in `http` scenario and
+/// the scenario API's requests (`it.request`, `vu.request`, `graphQL`) to `http://` URLs:
+/// the built-in scenario serializes its request once per VU, so an iteration only appends
+/// its own headers, and reads the response just enough to find its status and its end (the
+/// body is skipped); the scenario API asks for the headers and the body too.
 /// One request at a time; a broken or timed-out connection is closed and the next request
 /// opens a new one (as wrk and hey do).
 ///
 /// Why not AsyncHTTPClient here: its connection pool, request and response objects and
 /// header validation cost about twice the CPU of the whole request at the rates a load
-/// generator runs (BENCHMARKS.md). Scenarios written in Swift still get AsyncHTTPClient
-/// through `vu.http`, with TLS, HTTP/2 and redirects.
+/// generator runs (BENCHMARKS.md). `vu.http` and `https://` URLs still get AsyncHTTPClient,
+/// with TLS and HTTP/2.
 public final class LeanHTTP1Connection: Sendable {
     let host: String
     let port: Int
@@ -38,13 +49,20 @@ public final class LeanHTTP1Connection: Sendable {
     /// Sends `request` (a whole serialized request) and returns the response status once the
     /// whole response is read. `head` is true for a HEAD request (no body follows).
     public func send(_ request: ByteBuffer, head: Bool = false, timeout: TimeAmount) async throws -> Int {
+        try await exchange(request, head: head, timeout: timeout, maxBody: nil).status
+    }
+
+    /// Sends `request` and reads the whole response; with `maxBody`, its headers and its body
+    /// too (a body longer than `maxBody` bytes throws `NIOTooManyBytesError`, as
+    /// AsyncHTTPClient's `collect(upTo:)` does, and closes the connection).
+    public func exchange(_ request: ByteBuffer, head: Bool = false, timeout: TimeAmount, maxBody: Int?) async throws -> LeanResponse {
         let handler = try await connected()
         return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Int, any Error>) in
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<LeanResponse, any Error>) in
                 if loop.inEventLoop {
-                    handler.start(request, head: head, timeout: timeout, continuation)
+                    handler.start(request, head: head, timeout: timeout, maxBody: maxBody, continuation)
                 } else {
-                    loop.execute { handler.start(request, head: head, timeout: timeout, continuation) }
+                    loop.execute { handler.start(request, head: head, timeout: timeout, maxBody: maxBody, continuation) }
                 }
             }
         } onCancel: {
@@ -100,7 +118,11 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private var context: ChannelHandlerContext?
-    private var pending: UnsafeContinuation<Int, any Error>?
+    private var pending: UnsafeContinuation<LeanResponse, any Error>?
+    /// With a limit: the response's headers and body are kept (the scenario API).
+    private var maxBody: Int?
+    private var headers: HTTPHeaders?
+    private var body: ByteBuffer?
     private var phase = Phase.idle
     private var received: ByteBuffer?
     private var status = 0
@@ -133,7 +155,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func start(_ request: ByteBuffer, head: Bool, timeout: TimeAmount, _ continuation: UnsafeContinuation<Int, any Error>) {
+    func start(_ request: ByteBuffer, head: Bool, timeout: TimeAmount, maxBody: Int?, _ continuation: UnsafeContinuation<LeanResponse, any Error>) {
         guard let context, context.channel.isActive, pending == nil else {
             continuation.resume(throwing: LeanHTTPError(errorClass: "connection_closed", message: "the connection closed before the request was sent"))
             return
@@ -141,6 +163,9 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         pending = continuation
         phase = .head
         isHead = head
+        self.maxBody = maxBody
+        headers = nil
+        body = nil
         keepAlive = true
         deadline = .now() + timeout
         armTimer(context)
@@ -184,10 +209,30 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
 
     private func complete() {
         let p = pending
+        let response = LeanResponse(status: status, headers: headers, body: body)
         pending = nil
         phase = .idle
+        headers = nil
+        body = nil
         if !keepAlive { context?.close(promise: nil) }
-        p?.resume(returning: status)
+        p?.resume(returning: response)
+    }
+
+    /// Moves the reader of `buffer` past `n` body bytes, keeping them when the caller asked
+    /// for the body; false (and the request failed) when they would pass the limit.
+    private func consumeBody(_ buffer: inout ByteBuffer, _ n: Int) -> Bool {
+        guard let maxBody else {
+            buffer.moveReaderIndex(forwardBy: n)
+            return true
+        }
+        guard (body?.readableBytes ?? 0) + n <= maxBody else {
+            fail(NIOTooManyBytesError(maxBytes: maxBody), close: true)
+            return false
+        }
+        var slice = buffer.readSlice(length: n)!
+        if body == nil { body = ByteBufferAllocator().buffer(capacity: n) }
+        body!.writeBuffer(&slice)
+        return true
     }
 
     private func bad(_ why: String) {
@@ -217,6 +262,10 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                     bad("not an HTTP/1.x response head")
                     return
                 }
+                if maxBody != nil, !((100..<200).contains(parsed.status) && parsed.status != 101) {
+                    headers = buffer.withUnsafeReadableBytes { LeanHTTP1Handler.allHeaders(UnsafeRawBufferPointer(rebasing: $0[..<headLength])) }
+                    body = ByteBuffer()
+                }
                 buffer.moveReaderIndex(forwardBy: headLength)
                 if (100..<200).contains(parsed.status) && parsed.status != 101 { continue }  // 100 Continue and the like
                 status = parsed.status
@@ -233,7 +282,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                 }
             case .fixed(let remaining):
                 let n = min(remaining, buffer.readableBytes)
-                buffer.moveReaderIndex(forwardBy: n)
+                guard consumeBody(&buffer, n) else { return }
                 if n == remaining { complete() } else { phase = .fixed(remaining - n); return }
             case .chunkSize:
                 guard let lineEnd = buffer.firstIndex(of: LeanHTTP1Handler.crlf) else {
@@ -247,7 +296,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                 phase = size == 0 ? .trailers : .chunkData(size)
             case .chunkData(let remaining):
                 let n = min(remaining, buffer.readableBytes)
-                buffer.moveReaderIndex(forwardBy: n)
+                guard consumeBody(&buffer, n) else { return }
                 if n == remaining { phase = .chunkEnd } else { phase = .chunkData(remaining - n); return }
             case .chunkEnd:
                 guard buffer.readableBytes >= 2 else { return }
@@ -259,129 +308,9 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                 buffer.moveReaderIndex(forwardBy: lineEnd - buffer.readerIndex + 2)
                 if empty { complete() }
             case .untilClose:
-                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+                _ = consumeBody(&buffer, buffer.readableBytes)
                 return
             }
-        }
-    }
-
-    static let crlf: [UInt8] = Array("\r\n".utf8)
-    static let crlfcrlf: [UInt8] = Array("\r\n\r\n".utf8)
-
-    struct Head {
-        var status: Int
-        var contentLength: Int?
-        var chunked = false
-        var keepAlive = true
-    }
-
-    /// The status line and the headers that frame the body.
-    static func parseHead(_ bytes: UnsafeRawBufferPointer) -> Head? {
-        // "HTTP/1.1 200 ..."
-        guard bytes.count >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[8] == UInt8(ascii: " ") else { return nil }
-        var status = 0
-        for i in 9..<12 {
-            let d = Int(bytes[i]) - 48
-            guard (0...9).contains(d) else { return nil }
-            status = status * 10 + d
-        }
-        var head = Head(status: status)
-        head.keepAlive = bytes[7] == UInt8(ascii: "1")  // HTTP/1.0 closes unless it says keep-alive
-        var i = 0
-        // Skip the status line.
-        while i + 1 < bytes.count, !(bytes[i] == 13 && bytes[i + 1] == 10) { i += 1 }
-        i += 2
-        while i + 1 < bytes.count {
-            var lineEnd = i
-            while lineEnd + 1 < bytes.count, !(bytes[lineEnd] == 13 && bytes[lineEnd + 1] == 10) { lineEnd += 1 }
-            if lineEnd == i { break }
-            var colon = i
-            while colon < lineEnd, bytes[colon] != UInt8(ascii: ":") { colon += 1 }
-            if colon < lineEnd {
-                var v = colon + 1
-                while v < lineEnd, bytes[v] == 32 || bytes[v] == 9 { v += 1 }
-                var vEnd = lineEnd
-                while vEnd > v, bytes[vEnd - 1] == 32 || bytes[vEnd - 1] == 9 { vEnd -= 1 }
-                let name = UnsafeRawBufferPointer(rebasing: bytes[i..<colon])
-                let value = UnsafeRawBufferPointer(rebasing: bytes[v..<vEnd])
-                if equalsLowercased(name, "content-length") {
-                    var n = 0
-                    for b in value {
-                        let d = Int(b) - 48
-                        guard (0...9).contains(d), n < Int.max / 16 else { return nil }
-                        n = n * 10 + d
-                    }
-                    head.contentLength = n
-                } else if equalsLowercased(name, "transfer-encoding") {
-                    head.chunked = containsLowercased(value, "chunked")
-                } else if equalsLowercased(name, "connection") {
-                    if containsLowercased(value, "close") { head.keepAlive = false }
-                    if containsLowercased(value, "keep-alive") { head.keepAlive = true }
-                }
-            }
-            i = lineEnd + 2
-        }
-        return head
-    }
-
-    static func lower(_ b: UInt8) -> UInt8 { (65...90).contains(b) ? b + 32 : b }
-
-    static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
-        guard bytes.count == name.utf8CodeUnitCount else { return false }
-        let n = name.utf8Start
-        for i in 0..<bytes.count where lower(bytes[i]) != n[i] { return false }
-        return true
-    }
-
-    static func containsLowercased(_ bytes: UnsafeRawBufferPointer, _ word: StaticString) -> Bool {
-        let count = word.utf8CodeUnitCount
-        guard bytes.count >= count else { return false }
-        let w = word.utf8Start
-        outer: for start in 0...(bytes.count - count) {
-            for j in 0..<count where lower(bytes[start + j]) != w[j] { continue outer }
-            return true
-        }
-        return false
-    }
-
-    /// The hexadecimal number a chunk size line starts with (extensions after `;` ignored).
-    static func hexPrefix(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        var n = 0
-        var digits = 0
-        for b in bytes {
-            let d: Int
-            switch b {
-            case 48...57: d = Int(b) - 48
-            case 97...102: d = Int(b) - 87
-            case 65...70: d = Int(b) - 55
-            default:
-                if digits > 0 && (b == UInt8(ascii: ";") || b == 32 || b == 9) { return n }
-                return nil
-            }
-            guard digits < 15 else { return nil }
-            n = n * 16 + d
-            digits += 1
-        }
-        return digits > 0 ? n : nil
-    }
-}
-
-extension ByteBuffer {
-    /// The index (absolute) where `needle` first starts in the readable bytes.
-    func firstIndex(of needle: [UInt8]) -> Int? {
-        withUnsafeReadableBytes { bytes -> Int? in
-            guard bytes.count >= needle.count, let first = needle.first else { return nil }
-            var i = 0
-            let last = bytes.count - needle.count
-            while i <= last {
-                if bytes[i] == first {
-                    var j = 1
-                    while j < needle.count, bytes[i + j] == needle[j] { j += 1 }
-                    if j == needle.count { return readerIndex + i }
-                }
-                i += 1
-            }
-            return nil
         }
     }
 }

@@ -39,6 +39,8 @@ public final class VUContext: Sendable {
     let lifetime = Mutex(Lifetime())
     let pools: (any PoolSource)?
     let items = Mutex<[PoolItem]>([])
+    /// Plain-HTTP connections of `request` and `graphQL` (the lean client), closed at the end.
+    let lean = LeanConnections()
 
     /// A VU whose metrics go to `metrics` (without pools: ``pool(_:)`` then throws ``NoSuchPool``).
     package convenience init(
@@ -203,6 +205,7 @@ public final class VUContext: Sendable {
         for t in tasks { t.cancel() }
         for t in tasks { await t.value }
         for hook in hooks.reversed() { await hook() }
+        lean.close()
         let held = items.withLock { i in
             defer { i = [] }
             return i

@@ -1,0 +1,139 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Where a plain `http://` URL goes on the lean client: the address to connect to, the
+/// request target as written, and the `host` header.
+struct LeanTarget: Sendable, Equatable {
+    let host: String
+    let port: Int
+    /// From the first `/` or `?` after the authority, without a fragment (`/` when empty).
+    let target: String
+    /// `host[:port]` as the URL gave it (an IPv6 address in brackets).
+    let hostHeader: String
+
+    init(host: String, port: Int, target: String, hostHeader: String) {
+        self.host = host
+        self.port = port
+        self.target = target
+        self.hostHeader = hostHeader
+    }
+
+    /// Nil for a URL the lean client does not serve: not `http://` (TLS and HTTP/2 go through
+    /// AsyncHTTPClient), no host, or credentials in the URL.
+    init?(url text: String) {
+        guard let url = URL(string: text), url.scheme?.lowercased() == "http", let host = url.host, !host.isEmpty, url.user == nil else { return nil }
+        self.host = host
+        port = url.port ?? 80
+        // URL.path would decode percent-escapes: the target is taken from the text.
+        var target = "/"
+        let rest = text.drop { $0 != ":" }.dropFirst(3)
+        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
+            target = String(rest[slash...].prefix { $0 != "#" })
+            if target.hasPrefix("?") { target = "/" + target }
+        }
+        self.target = target
+        let shown = host.contains(":") ? "[\(host)]" : host
+        hostHeader = url.port.map { "\(shown):\($0)" } ?? shown
+    }
+}
+
+/// The lean connections of one VU, by `host:port`: one per request in flight, kept open for
+/// the next request, all closed when the VU ends.
+final class LeanConnections: Sendable {
+    struct State {
+        var idle: [String: [LeanHTTP1Connection]] = [:]
+        var all: [LeanHTTP1Connection] = []
+    }
+    let state = Mutex(State())
+
+    /// An idle connection to `target`, or a new one.
+    func take(_ target: LeanTarget) -> LeanHTTP1Connection {
+        state.withLock { s in
+            let key = "\(target.host) \(target.port)"
+            if let c = s.idle[key]?.popLast() { return c }
+            let c = LeanHTTP1Connection(host: target.host, port: target.port)
+            s.all.append(c)
+            return c
+        }
+    }
+
+    /// Gives `connection` back for the next request to `target`.
+    func give(_ connection: LeanHTTP1Connection, _ target: LeanTarget) {
+        state.withLock { $0.idle["\(target.host) \(target.port)", default: []].append(connection) }
+    }
+
+    /// Closes every connection.
+    func close() {
+        let all = state.withLock { s -> [LeanHTTP1Connection] in
+            defer { s = State() }
+            return s.all
+        }
+        for c in all { c.close() }
+    }
+}
+
+/// A request of the scenario API (`request`, `graphQL`) before it is sent: on the lean
+/// client when it can serve it, else on AsyncHTTPClient.
+struct ScenarioRequest: Sendable {
+    var method: String
+    var url: String
+    /// The user's headers, merged as AsyncHTTPClient's `replaceOrAdd` merges them.
+    var headers: [(String, String)]
+    var body: ByteBuffer?
+
+    /// `headers` with every header of `more` replacing those of its name.
+    static func merged(_ headers: [(String, String)], _ more: [(String, String)]) -> [(String, String)] {
+        var out = headers
+        for (k, v) in more {
+            out.removeAll { $0.0.caseInsensitiveCompare(k) == .orderedSame }
+            out.append((k, v))
+        }
+        return out
+    }
+
+    /// The whole request on the wire for `target`, with J4's own headers `own` (they win over
+    /// the user's of the same name), or nil when a header could not be sent as it is (a name
+    /// that is not a token, a value with a line break): AsyncHTTPClient then says why.
+    func serialized(for target: LeanTarget, own: [(String, String)]) -> ByteBuffer? {
+        let all = ScenarioRequest.merged(headers, own)
+        for (k, v) in all where !HTTPScenario.isToken(k) || v.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) { return nil }
+        guard HTTPScenario.isToken(method) else { return nil }
+        var buffer = ByteBufferAllocator().buffer(capacity: 256 + (body?.readableBytes ?? 0) + all.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+        buffer.writeString("\(method) \(target.target) HTTP/1.1\r\n")
+        if !all.contains(where: { $0.0.lowercased() == "host" }) { buffer.writeString("host: \(target.hostHeader)\r\n") }
+        for (k, v) in all where !["content-length", "transfer-encoding"].contains(k.lowercased()) {
+            buffer.writeString(k)
+            buffer.writeStaticString(": ")
+            buffer.writeString(v)
+            buffer.writeStaticString("\r\n")
+        }
+        if let body {
+            buffer.writeString("content-length: \(body.readableBytes)\r\n\r\n")
+            buffer.writeImmutableBuffer(body)
+        } else if ["POST", "PUT", "PATCH"].contains(method) {
+            buffer.writeStaticString("content-length: 0\r\n\r\n")
+        } else {
+            buffer.writeStaticString("\r\n")
+        }
+        return buffer
+    }
+}
+
+extension VUContext {
+    /// Sends `request` on this VU's lean connection to its host, or nil when the lean client
+    /// does not serve it (then the caller sends it with AsyncHTTPClient).
+    func leanExchange(
+        _ request: ScenarioRequest, own: [(String, String)], timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int
+    ) async throws -> HTTPResult? {
+        guard let target = LeanTarget(url: request.url), let wire = request.serialized(for: target, own: own) else { return nil }
+        let connection = lean.take(target)
+        // Given back either way: a failure closed it, and its next request opens it again.
+        defer { lean.give(connection, target) }
+        let (s, atto) = timeout.components
+        let response = try await connection.exchange(wire, head: request.method == "HEAD", timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000), maxBody: maxBody)
+        if let expect, !expect.contains(response.status) { throw UnexpectedStatus(status: response.status) }
+        return HTTPResult(status: response.status, headers: response.headers ?? [:], body: response.body ?? ByteBuffer())
+    }
+}

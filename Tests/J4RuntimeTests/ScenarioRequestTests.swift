@@ -1,0 +1,60 @@
+import NIOCore
+import Testing
+
+@testable import J4Scenario
+
+/// The scenario API's requests on the wire of the lean client: which URLs it serves, and the
+/// exact bytes it sends (headers merged as AsyncHTTPClient's `replaceOrAdd` merges them).
+@Suite("Scenario requests on the lean client")
+struct ScenarioRequestTests {
+    @Test("which URLs the lean client serves, and the target and host header it sends", arguments: [
+        ("http://127.0.0.1:8080/a/b?q=1#frag", "127.0.0.1", 8080, "/a/b?q=1", "127.0.0.1:8080"),
+        ("http://localhost/", "localhost", 80, "/", "localhost"),
+        ("http://localhost", "localhost", 80, "/", "localhost"),
+        ("http://localhost?x=%2F", "localhost", 80, "/?x=%2F", "localhost"),
+        ("HTTP://127.0.0.1:9/p%20q", "127.0.0.1", 9, "/p%20q", "127.0.0.1:9"),
+        ("http://[::1]:8081/v6", "::1", 8081, "/v6", "[::1]:8081"),
+    ])
+    func targets(url: String, host: String, port: Int, target: String, hostHeader: String) throws {
+        let t = try #require(LeanTarget(url: url))
+        #expect(t == LeanTarget(host: host, port: port, target: target, hostHeader: hostHeader))
+    }
+
+    @Test("AsyncHTTPClient serves the rest", arguments: ["https://127.0.0.1/", "ws://127.0.0.1/", "http://user:secret@127.0.0.1/", "not a url", "http:///nohost"])
+    func notLean(url: String) {
+        #expect(LeanTarget(url: url) == nil)
+    }
+
+    static let own = [("x-j4-run", "r1"), ("traceparent", "00-aa-bb-01")]
+
+    @Test("the bytes sent", arguments: [
+        ("GET, no body: no content-length", ScenarioRequest(method: "GET", url: "http://h:1/x", headers: [("accept", "*/*")], body: nil),
+         "GET /x HTTP/1.1\r\nhost: h:1\r\naccept: */*\r\nx-j4-run: r1\r\ntraceparent: 00-aa-bb-01\r\n\r\n"),
+        ("POST with a body", ScenarioRequest(method: "POST", url: "http://h/x", headers: [("content-type", "application/json")], body: ByteBuffer(string: "{\"a\":1}")),
+         "POST /x HTTP/1.1\r\nhost: h\r\ncontent-type: application/json\r\nx-j4-run: r1\r\ntraceparent: 00-aa-bb-01\r\ncontent-length: 7\r\n\r\n{\"a\":1}"),
+        ("POST without a body: content-length 0", ScenarioRequest(method: "POST", url: "http://h/", headers: [], body: nil),
+         "POST / HTTP/1.1\r\nhost: h\r\nx-j4-run: r1\r\ntraceparent: 00-aa-bb-01\r\ncontent-length: 0\r\n\r\n"),
+        ("J4's headers win; the user's host and framing headers are theirs or dropped",
+         ScenarioRequest(method: "PUT", url: "http://h/", headers: [("Host", "api.example"), ("X-J4-Run", "forged"), ("Content-Length", "99"), ("Transfer-Encoding", "chunked")], body: ByteBuffer(string: "ab")),
+         "PUT / HTTP/1.1\r\nHost: api.example\r\nx-j4-run: r1\r\ntraceparent: 00-aa-bb-01\r\ncontent-length: 2\r\n\r\nab"),
+    ])
+    func wire(name: String, request: ScenarioRequest, expected: String) throws {
+        let target = try #require(LeanTarget(url: request.url))
+        let bytes = try #require(request.serialized(for: target, own: Self.own))
+        #expect(String(buffer: bytes) == expected, "\(name)")
+    }
+
+    @Test("a header the lean client would not send as it is goes to AsyncHTTPClient, which says why", arguments: [
+        [("x-a", "line\r\nbreak")], [("bad name", "v")], [("x-nul", "a\u{0}b")],
+    ])
+    func unsendable(headers: [(String, String)]) throws {
+        let request = ScenarioRequest(method: "GET", url: "http://h/", headers: headers, body: nil)
+        #expect(request.serialized(for: try #require(LeanTarget(url: request.url)), own: Self.own) == nil)
+    }
+
+    @Test("merging replaces every header of the same name, whatever its case")
+    func merging() {
+        let merged = ScenarioRequest.merged([("Content-Type", "text/plain"), ("a", "1"), ("A", "2")], [("content-type", "application/json"), ("a", "3")])
+        #expect(merged.map { "\($0.0)=\($0.1)" } == ["content-type=application/json", "a=3"])
+    }
+}
