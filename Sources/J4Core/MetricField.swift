@@ -113,6 +113,9 @@ public enum MetricField: Hashable, Sendable {
     /// A name as it may stand inside a field: at most 64 printable ASCII characters, `:`
     /// and anything else replaced by `_`; `_` when empty.
     public static func clean(_ name: String) -> String {
+        // Most names are clean already: checked byte by byte, returned as they are.
+        let utf8 = name.utf8
+        if !utf8.isEmpty, utf8.count <= 64, utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: ":") }) { return name }
         let cleaned = String(name.prefix(64).map { c -> Character in
             c.isASCII && !c.isNewline && c != ":" && (c.asciiValue ?? 0) >= 0x20 && (c.asciiValue ?? 0) < 0x7f ? c : "_"
         })

@@ -26,6 +26,30 @@ package final class Telemetry: Sendable {
     let timers = Mutex<[String: Metrics.Timer]>([:])
     let gauges = Mutex<[String: Gauge]>([:])
 
+    /// Per step (by its clean name): its duration timer and its ok and failed counters.
+    struct StepHandles: Sendable {
+        let duration: Metrics.Timer
+        let ok: Counter
+        let failed: Counter
+    }
+    let steps = Mutex<[String: StepHandles]>([:])
+
+    /// One step ended: `j4_step_duration_seconds` and `j4_steps_total`, with one lookup.
+    package func step(_ clean: String, nanoseconds: Int64, failed: Bool) {
+        let h = steps.withLock { s in
+            if let found = s[clean] { return found }
+            let dims = base + [("step", clean)]
+            let made = StepHandles(
+                duration: Metrics.Timer(label: "j4_step_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds),
+                ok: Counter(label: "j4_steps_total", dimensions: dims + [("outcome", "ok")]),
+                failed: Counter(label: "j4_steps_total", dimensions: dims + [("outcome", "failed")]))
+            s[clean] = made
+            return made
+        }
+        h.duration.recordNanoseconds(max(0, nanoseconds))
+        (failed ? h.failed : h.ok).increment(by: 1)
+    }
+
     /// The per-iteration handles, made once: the hot path does no lookup.
     let iterationsOK: Counter
     let iterationsFailed: Counter

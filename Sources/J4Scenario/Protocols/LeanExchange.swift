@@ -45,8 +45,21 @@ final class LeanConnections: Sendable {
     struct State {
         var idle: [String: [LeanHTTP1Connection]] = [:]
         var all: [LeanHTTP1Connection] = []
+        /// URLs parsed already (a VU mostly sends to a few): nil when the lean client does not serve it.
+        var targets: [String: LeanTarget?] = [:]
     }
     let state = Mutex(State())
+
+    /// Where `url` goes on the lean client, parsed once per VU (at most 256 URLs are kept).
+    func target(_ url: String) -> LeanTarget? {
+        if let known = state.withLock({ $0.targets[url] }) { return known }
+        let parsed = LeanTarget(url: url)
+        state.withLock { s in
+            if s.targets.count >= 256 { s.targets = [:] }
+            s.targets[url] = .some(parsed)
+        }
+        return parsed
+    }
 
     /// An idle connection to `target`, or a new one.
     func take(_ target: LeanTarget) -> LeanHTTP1Connection {
@@ -87,32 +100,54 @@ struct ScenarioRequest: Sendable {
     static func merged(_ headers: [(String, String)], _ more: [(String, String)]) -> [(String, String)] {
         var out = headers
         for (k, v) in more {
-            out.removeAll { $0.0.caseInsensitiveCompare(k) == .orderedSame }
+            out.removeAll { sameName($0.0, k) }
             out.append((k, v))
         }
         return out
+    }
+
+    /// Header names compared as HTTP compares them: ASCII letters in either case.
+    static func sameName(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && zip(a.utf8, b.utf8).allSatisfy { LeanHTTP1Handler.lower($0) == LeanHTTP1Handler.lower($1) }
+    }
+
+    /// True when the header can go on the wire as it is: a token for a name, no line break or NUL in the value.
+    static func sendable(_ name: String, _ value: String) -> Bool {
+        HTTPScenario.isToken(name) && !value.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
     }
 
     /// The whole request on the wire for `target`, with J4's own headers `own` (they win over
     /// the user's of the same name), or nil when a header could not be sent as it is (a name
     /// that is not a token, a value with a line break): AsyncHTTPClient then says why.
     func serialized(for target: LeanTarget, own: [(String, String)]) -> ByteBuffer? {
-        let all = ScenarioRequest.merged(headers, own)
-        for (k, v) in all where !HTTPScenario.isToken(k) || v.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) { return nil }
-        guard HTTPScenario.isToken(method) else { return nil }
-        var buffer = ByteBufferAllocator().buffer(capacity: 256 + (body?.readableBytes ?? 0) + all.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
-        buffer.writeString("\(method) \(target.target) HTTP/1.1\r\n")
-        if !all.contains(where: { $0.0.lowercased() == "host" }) { buffer.writeString("host: \(target.hostHeader)\r\n") }
-        for (k, v) in all where !["content-length", "transfer-encoding"].contains(k.lowercased()) {
+        guard HTTPScenario.isToken(method), headers.allSatisfy({ ScenarioRequest.sendable($0.0, $0.1) }), own.allSatisfy({ ScenarioRequest.sendable($0.0, $0.1) }) else {
+            return nil
+        }
+        func framing(_ name: String) -> Bool { ScenarioRequest.sameName(name, "content-length") || ScenarioRequest.sameName(name, "transfer-encoding") }
+        var buffer = ByteBufferAllocator().buffer(capacity: 256 + (body?.readableBytes ?? 0) + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+        buffer.writeString(method)
+        buffer.writeStaticString(" ")
+        buffer.writeString(target.target)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        if !headers.contains(where: { ScenarioRequest.sameName($0.0, "host") }) {
+            buffer.writeStaticString("host: ")
+            buffer.writeString(target.hostHeader)
+            buffer.writeStaticString("\r\n")
+        }
+        func write(_ k: String, _ v: String) {
             buffer.writeString(k)
             buffer.writeStaticString(": ")
             buffer.writeString(v)
             buffer.writeStaticString("\r\n")
         }
+        for (k, v) in headers where !framing(k) && !own.contains(where: { ScenarioRequest.sameName($0.0, k) }) { write(k, v) }
+        for (k, v) in own where !framing(k) { write(k, v) }
         if let body {
-            buffer.writeString("content-length: \(body.readableBytes)\r\n\r\n")
+            buffer.writeStaticString("content-length: ")
+            buffer.writeString(String(body.readableBytes))
+            buffer.writeStaticString("\r\n\r\n")
             buffer.writeImmutableBuffer(body)
-        } else if ["POST", "PUT", "PATCH"].contains(method) {
+        } else if method == "POST" || method == "PUT" || method == "PATCH" {
             buffer.writeStaticString("content-length: 0\r\n\r\n")
         } else {
             buffer.writeStaticString("\r\n")
@@ -127,7 +162,7 @@ extension VUContext {
     func leanExchange(
         _ request: ScenarioRequest, own: [(String, String)], timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int
     ) async throws -> HTTPResult? {
-        guard let target = LeanTarget(url: request.url), let wire = request.serialized(for: target, own: own) else { return nil }
+        guard let target = lean.target(request.url), let wire = request.serialized(for: target, own: own) else { return nil }
         let connection = lean.take(target)
         // Given back either way: a failure closed it, and its next request opens it again.
         defer { lean.give(connection, target) }

@@ -272,8 +272,7 @@ public struct ScenarioMetrics: Sendable {
         let s = second()
         let took = began.duration(to: .now)
         recorder.observe(n, micros: MetricsRecorder.micros(took), second: s)
-        telemetry?.time("j4_step_duration_seconds", [("step", clean)], nanoseconds: Telemetry.nanos(took))
-        telemetry?.count("j4_steps_total", [("step", clean), ("outcome", errorClass == nil ? "ok" : "failed")])
+        telemetry?.step(clean, nanoseconds: Telemetry.nanos(took), failed: errorClass != nil)
         if let errorClass {
             recorder.add(.stepFailed(clean), second: s)
             recorder.add(.stepError(clean, MetricName.clean(errorClass)), second: s)
