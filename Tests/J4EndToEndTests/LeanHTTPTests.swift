@@ -130,7 +130,7 @@ struct LeanHTTPTests {
         request.writeString("GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         do {
             let r = try await c.exchange(request, timeout: .seconds(30), maxBody: 16)
-            #expect(String(r.status) == status && r.body.map { String(buffer: $0) } == body, "\(name)")
+            #expect(String(r.status) == status && (r.body.map { String(buffer: $0) } ?? "") == body, "\(name)")
             // The rows answering other than 200 send `X-Id: 7` (with spaces around it once).
             if status != "200" { #expect(r.headers?["x-id"] == ["7"], "\(name): \(String(describing: r.headers))") }
         } catch is NIOTooManyBytesError {
@@ -160,6 +160,43 @@ struct LeanHTTPTests {
         #expect(await leanGET(c, timeout: .milliseconds(300)) == "timeout")
         #expect(await leanGET(c) == "200")
         #expect(server.seen.connections == 2)
+        await server.close()
+    }
+
+    // Found by review: the timer of a request with a long timeout stayed armed, and a later
+    // request with a shorter one waited for the old deadline.
+    @Test("a shorter timeout after a longer one on the same connection is kept")
+    func shorterTimeout() async throws {
+        let server = try await ScriptedServer([.send(Self.ok5), .silence, .send(Self.ok5)])
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        #expect(await leanGET(c, timeout: .seconds(120)) == "200")
+        let second = await withTaskGroup(of: String.self) { g in
+            g.addTask { await leanGET(c, timeout: .milliseconds(300)) }
+            g.addTask {
+                try? await Task.sleep(for: .seconds(60))
+                return "no answer within 60 s"
+            }
+            let first = await g.next()!
+            g.cancelAll()
+            return first
+        }
+        #expect(second == "timeout")
+        #expect(await leanGET(c) == "200")
+        c.close()
+        await server.close()
+    }
+
+    @Test("a cancelled request fails as cancelled; the connection's next request is answered")
+    func cancelled() async throws {
+        let server = try await ScriptedServer([.silence, .send(Self.ok5)])
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        let task = Task { await leanGET(c, timeout: .seconds(60)) }
+        try await waitFor("the request at the server", timeout: .seconds(30)) { server.seen.requests.count == 1 }
+        task.cancel()
+        #expect(await task.value.contains("CancellationError"))
+        #expect(await leanGET(c) == "200")
+        #expect(server.seen.connections == 2)
+        c.close()
         await server.close()
     }
 

@@ -112,9 +112,8 @@ extension RunWorker {
         let vusEnd = definition.model == .vus ? tickEnd(n) : nil
         state.withLock { s in
             s.leases.granted(granted, tick: n)
-            // VUs already running carry on into this tick: extended under the same lock as the
-            // grant is recorded, so a VU waiting for it (VUStep) never sees the grant without
-            // its own extension, and ends only when the grant does not want it.
+            // VUs already running carry on into this tick: extended as soon as the grant is
+            // recorded, so that one waiting for it (VUStep) goes on at once.
             if let vusEnd { extendVUs(&s, shards: granted, vus: reply.first, until: vusEnd) }
         }
         let task: Task<Void, Never>

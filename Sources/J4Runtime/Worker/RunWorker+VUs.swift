@@ -76,8 +76,8 @@ extension RunWorker {
             let step = state.withLock { s -> VUStep in
                 let step = VUStep.decide(.init(
                     now: began, deadline: s.vuDeadlines[j], tick: tick, currentTick: current, stopTick: s.stopTick,
-                    grantedThrough: s.leases.leases[shard]?.claimedThrough, aborted: s.phase.isAborted,
-                    leaving: s.phase.isLeaving || s.leases.isGoingBack(shard), trusted: s.leases.trusts(shard, at: began) && trustedItems))
+                    aborted: s.phase.isAborted, leaving: s.phase.isLeaving || s.leases.isGoingBack(shard),
+                    trusted: s.leases.trusts(shard, at: began) && trustedItems))
                 if step == .end { s.vuDeadlines[j] = nil }
                 return step
             }

@@ -6,11 +6,13 @@
 /// claimed ahead of its tick, but a starved process or a slow round trip can bring it late.
 /// A VU that reaches its deadline first does not end there: it waits, sending nothing, for
 /// up to one tick, and goes on with the same setup (the same login, the same stream) when
-/// the grant comes. Past its deadline it ends at once when the grant of the current tick has
-/// come without it (the curve went down; the extension is recorded with the grant), when its
-/// shard is going back, when the worker leaves, when the current tick is at or past the run's
-/// stop, or when its shard's lease is no longer trusted; and after the tick of waiting when
-/// no grant has come. Before its deadline it iterates: the tick it was granted runs.
+/// the grant comes. Past its deadline it ends at once when its shard is going back, when the
+/// worker leaves, when the current tick is at or past the run's stop, or when its shard's
+/// lease is no longer trusted; and after the tick of waiting when no grant wanted it (the
+/// curve went down, or the grant is later still). Before its deadline it iterates: the tick
+/// it was granted runs. The decision rests on the VU's own deadline and the tick length
+/// only, never on what was granted to its shard meanwhile: a VU created for one tick after
+/// the next tick's grant was recorded is extended by that tick's firing, not ended.
 public enum VUStep: Sendable, Equatable {
     /// Start an iteration now.
     case iterate
@@ -31,8 +33,6 @@ public enum VUStep: Sendable, Equatable {
         public var currentTick: Int64?
         /// The first tick not to run.
         public var stopTick: Int64
-        /// The highest tick granted here for the VU's shard (nil: the shard is not held).
-        public var grantedThrough: Int64?
         /// The run was aborted or failed here.
         public var aborted: Bool
         /// The worker is leaving (SIGTERM, scale-in) or its shard is being handed back.
@@ -41,9 +41,8 @@ public enum VUStep: Sendable, Equatable {
         public var trusted: Bool
 
         public init(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant?, tick: Duration, currentTick: Int64?,
-                    stopTick: Int64, grantedThrough: Int64?, aborted: Bool, leaving: Bool, trusted: Bool) {
+                    stopTick: Int64, aborted: Bool, leaving: Bool, trusted: Bool) {
             self.now = now
-            self.grantedThrough = grantedThrough
             self.deadline = deadline
             self.tick = tick
             self.currentTick = currentTick
@@ -60,7 +59,6 @@ public enum VUStep: Sendable, Equatable {
         if f.now < deadline { return .iterate }
         // Past the last granted tick: wait for the next grant unless nothing can come.
         guard !f.leaving, let n = f.currentTick, n < f.stopTick else { return .end }
-        if let granted = f.grantedThrough, granted >= n { return .end }
         let lastWait = deadline + f.tick
         return f.now < lastWait ? .wait(until: lastWait) : .end
     }

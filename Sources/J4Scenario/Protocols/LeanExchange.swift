@@ -24,6 +24,9 @@ struct LeanTarget: Sendable, Equatable {
     /// AsyncHTTPClient), no host, or credentials in the URL.
     init?(url text: String) {
         guard let url = URL(string: text), url.scheme?.lowercased() == "http", let host = url.host, !host.isEmpty, url.user == nil else { return nil }
+        // Characters a request line cannot carry as they are (Foundation accepts a space or a
+        // `{` in a URL and encodes it): AsyncHTTPClient sends the URL's encoded form.
+        guard text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && !"\"<>\\^`{|}".utf8.contains($0) }) else { return nil }
         self.host = host
         port = url.port ?? 80
         // URL.path would decode percent-escapes: the target is taken from the text.
@@ -35,7 +38,8 @@ struct LeanTarget: Sendable, Equatable {
         }
         self.target = target
         let shown = host.contains(":") ? "[\(host)]" : host
-        hostHeader = url.port.map { "\(shown):\($0)" } ?? shown
+        // The default port is left out, as AsyncHTTPClient leaves it out.
+        hostHeader = url.port.flatMap { $0 == 80 ? nil : "\(shown):\($0)" } ?? shown
     }
 }
 
@@ -47,6 +51,8 @@ final class LeanConnections: Sendable {
         var all: [LeanHTTP1Connection] = []
         /// URLs parsed already (a VU mostly sends to a few): nil when the lean client does not serve it.
         var targets: [String: LeanTarget?] = [:]
+        /// The VU has ended: a connection given back now is closed, none is kept.
+        var closed = false
     }
     let state = Mutex(State())
 
@@ -67,20 +73,25 @@ final class LeanConnections: Sendable {
             let key = "\(target.host) \(target.port)"
             if let c = s.idle[key]?.popLast() { return c }
             let c = LeanHTTP1Connection(host: target.host, port: target.port)
-            s.all.append(c)
+            if !s.closed { s.all.append(c) }
             return c
         }
     }
 
-    /// Gives `connection` back for the next request to `target`.
+    /// Gives `connection` back for the next request to `target`; closes it once the VU has ended.
     func give(_ connection: LeanHTTP1Connection, _ target: LeanTarget) {
-        state.withLock { $0.idle["\(target.host) \(target.port)", default: []].append(connection) }
+        let keep = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.idle["\(target.host) \(target.port)", default: []].append(connection)
+            return true
+        }
+        if !keep { connection.close() }
     }
 
-    /// Closes every connection.
+    /// Closes every connection; later ones are closed when given back.
     func close() {
         let all = state.withLock { s -> [LeanHTTP1Connection] in
-            defer { s = State() }
+            defer { s = State(closed: true) }
             return s.all
         }
         for c in all { c.close() }

@@ -56,19 +56,27 @@ public final class LeanHTTP1Connection: Sendable {
     /// too (a body longer than `maxBody` bytes throws `NIOTooManyBytesError`, as
     /// AsyncHTTPClient's `collect(upTo:)` does, and closes the connection).
     public func exchange(_ request: ByteBuffer, head: Bool = false, timeout: TimeAmount, maxBody: Int?) async throws -> LeanResponse {
-        let handler = try await connected()
+        try Task.checkCancellation()
+        // The timeout covers connecting too, as AsyncHTTPClient's deadline does.
+        let deadline = NIODeadline.now() + timeout
+        let handler = try await connected(within: timeout)
+        // Cancelling fails this request only: not one sent on the connection after it.
+        let id = requests.add(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<LeanResponse, any Error>) in
                 if loop.inEventLoop {
-                    handler.start(request, head: head, timeout: timeout, maxBody: maxBody, continuation)
+                    handler.start(id, request, head: head, deadline: deadline, maxBody: maxBody, continuation)
                 } else {
-                    loop.execute { handler.start(request, head: head, timeout: timeout, maxBody: maxBody, continuation) }
+                    loop.execute { handler.start(id, request, head: head, deadline: deadline, maxBody: maxBody, continuation) }
                 }
             }
         } onCancel: {
-            loop.execute { handler.fail(CancellationError(), close: true) }
+            loop.execute { handler.cancel(id) }
         }
     }
+
+    /// Numbers the requests sent on this connection.
+    let requests = Atomic<UInt64>(0)
 
     /// A buffer to serialize a request into.
     public func buffer(capacity: Int) -> ByteBuffer { ByteBufferAllocator().buffer(capacity: capacity) }
@@ -81,18 +89,20 @@ public final class LeanHTTP1Connection: Sendable {
         }
     }
 
-    private func connected() async throws -> LeanHTTP1Handler {
+    private func connected(within timeout: TimeAmount) async throws -> LeanHTTP1Handler {
         if let handler = slot.withLock({ s -> LeanHTTP1Handler? in s.flatMap { $0.0.isActive ? $0.1 : nil } }) { return handler }
         let handler = LeanHTTP1Handler()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: loop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.seconds(5))
+                .connectTimeout(min(.seconds(5), timeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
                 }
                 .connect(host: host, port: port).get()
+        } catch ChannelError.connectTimeout(let after) {
+            throw LeanHTTPError(errorClass: "timeout", message: "no connection to \(host):\(port) within \(after)")
         } catch {
             throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
         }
@@ -119,6 +129,8 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
 
     private var context: ChannelHandlerContext?
     private var pending: UnsafeContinuation<LeanResponse, any Error>?
+    /// The number of the request `pending` belongs to.
+    private var pendingID: UInt64 = 0
     /// With a limit: the response's headers and body are kept (the scenario API).
     private var maxBody: Int?
     private var headers: HTTPHeaders?
@@ -140,8 +152,17 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
     }
 
+    /// When the armed timer fires.
+    private var timerDeadline = NIODeadline.distantFuture
+
     private func armTimer(_ context: ChannelHandlerContext) {
+        // A timer armed for a later deadline (a previous request's longer timeout) is moved up.
+        if let armed = timer, timerDeadline > deadline {
+            armed.cancel()
+            timer = nil
+        }
         guard timer == nil else { return }
+        timerDeadline = deadline
         timer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.timerFired() }
     }
 
@@ -155,21 +176,40 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func start(_ request: ByteBuffer, head: Bool, timeout: TimeAmount, maxBody: Int?, _ continuation: UnsafeContinuation<LeanResponse, any Error>) {
+    func start(_ id: UInt64, _ request: ByteBuffer, head: Bool, deadline: NIODeadline, maxBody: Int?, _ continuation: UnsafeContinuation<LeanResponse, any Error>) {
         guard let context, context.channel.isActive, pending == nil else {
             continuation.resume(throwing: LeanHTTPError(errorClass: "connection_closed", message: "the connection closed before the request was sent"))
             return
         }
+        // Cancelled before it could start: nothing is sent.
+        if id <= cancelledUpTo {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
         pending = continuation
+        pendingID = id
         phase = .head
         isHead = head
         self.maxBody = maxBody
         headers = nil
         body = nil
         keepAlive = true
-        deadline = .now() + timeout
+        self.deadline = deadline
         armTimer(context)
         context.writeAndFlush(NIOAny(request), promise: nil)
+    }
+
+    /// The highest request number cancelled before it started.
+    private var cancelledUpTo: UInt64 = 0
+
+    /// Request `id` was cancelled: failed (and the connection closed, the response being
+    /// unread) if it is the one in flight; refused when it starts, if it has not yet.
+    func cancel(_ id: UInt64) {
+        if pending != nil, pendingID == id {
+            fail(CancellationError(), close: true)
+        } else if id > pendingID {
+            cancelledUpTo = max(cancelledUpTo, id)
+        }
     }
 
     func fail(_ error: any Error, close: Bool) {
@@ -264,7 +304,6 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                 }
                 if maxBody != nil, !((100..<200).contains(parsed.status) && parsed.status != 101) {
                     headers = buffer.withUnsafeReadableBytes { LeanHTTP1Handler.allHeaders(UnsafeRawBufferPointer(rebasing: $0[..<headLength])) }
-                    body = ByteBuffer()
                 }
                 buffer.moveReaderIndex(forwardBy: headLength)
                 if (100..<200).contains(parsed.status) && parsed.status != 101 { continue }  // 100 Continue and the like
