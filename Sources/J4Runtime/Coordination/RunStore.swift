@@ -28,6 +28,8 @@ public struct RunInfo: Sendable {
     public var hash: String
     /// Live scales made so far (`j4 scale`), in order.
     public var scales: [Curve.Scale] = []
+    /// The first second not folded into its minute yet (`ctl.compacted_s`; nil: none folded).
+    public var compactedSecond: Int64?
 
     /// The run's curve, with its live scales.
     public var curve: Curve { Curve(definition, scales: scales) }
@@ -208,6 +210,7 @@ public enum RunStore {
             id: run, state: state, definition: definition, startMs: try h["start_ms"].map { _ in try int("start_ms", in: time) },
             ticks: ticks, stopTick: try int("stop_tick", in: 0...ticks), granted: try int("granted", in: 0...(1 << 53)),
             submittedMs: try int("submitted_ms", in: time), finishedMs: try h["finished_ms"].map { _ in try int("finished_ms", in: time) },
-            generation: try int("gen", in: 0...Int64(Int32.max)), hash: hash, scales: scales)
+            generation: try int("gen", in: 0...Int64(Int32.max)), hash: hash, scales: scales,
+            compactedSecond: h["compacted_s"].flatMap { Int64($0) })
     }
 }

@@ -30,35 +30,32 @@ public struct Compaction: Sendable, Equatable {
 }
 
 extension Supervisor {
-    /// Folds `run`'s settled state when a pass is due (every ``Compaction/interval``), or now
+    /// Folds `info`'s settled state when a pass is due (every ``Compaction/interval``), or now
     /// when `final` (the run has ended). A failure is logged and tried again at the next pass:
-    /// the plan never waits for it.
-    func compactIfDue(_ run: String, client: RunClient, tickMs: Int64, final: Bool = false) async {
+    /// the plan never waits for it. The seconds' cursor comes from the ctl hash read this
+    /// cycle; before any fold it is the first second of the minute the run started in.
+    func compactIfDue(_ info: RunInfo, client: RunClient, startMs: Int64, final: Bool = false) async {
         let due = lastCompaction.withLock { last -> Bool in
-            if !final, let at = last[run], at.duration(to: .now) < Compaction.interval { return false }
-            if final { last.removeValue(forKey: run) } else { last[run] = .now }
+            if !final, let at = last[info.id], at.duration(to: .now) < Compaction.interval { return false }
+            if final { last.removeValue(forKey: info.id) } else { last[info.id] = .now }
             return true
         }
         guard due else { return }
         do {
-            _ = try await client.compactTicks(connection, keepTicks: compaction.keepTicks(tickMs: tickMs), maxTicks: Compaction.maxTicksPerCall)
-            let cursor = try await connection.send(["HGET", RunKeys(run: run).ctl, "compacted_s"]).string.flatMap { Int64($0) }
-            var first = cursor
-            if first == nil { first = try await firstMinute(run) }
-            guard var s = first else { return }
+            _ = try await client.compactTicks(connection, keepTicks: compaction.keepTicks(tickMs: info.definition.tickMs), maxTicks: Compaction.maxTicksPerCall)
+            var s = info.compactedSecond ?? RunKeys.minuteStart(startMs / 1000)
+            var moved = false
             for _ in 0..<Compaction.maxSecondsPerPass {
                 let (folded, next) = try await client.compactSecond(connection, s, keepSeconds: compaction.keepSeconds)
-                guard folded else { break }
+                if !folded {
+                    // The cursor moved since ctl was read (an earlier pass this cycle): go on from it, once.
+                    guard next != s, !moved else { break }
+                    moved = true
+                }
                 s = next
             }
         } catch {
-            logger.warning("could not compact a run's older state; tried again later", metadata: ["run": "\(run)", "error": "\(error)"])
+            logger.warning("could not compact a run's older state; tried again later", metadata: ["run": "\(info.id)", "error": "\(error)"])
         }
-    }
-
-    /// The first second of the minute the run started in (the seconds' cursor before any fold).
-    func firstMinute(_ run: String) async throws -> Int64? {
-        guard let start = try await connection.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).string.flatMap({ Int64($0) }) else { return nil }
-        return RunKeys.minuteStart(start / 1000)
     }
 }

@@ -190,7 +190,7 @@ public final class Supervisor: Sendable {
             }
             try await client.reap(connection)
             if info.state == .running, try await abortOnFailedThreshold(info, client: client, nowMs: reply.nowMs, startMs: start) { return }
-            await compactIfDue(run, client: client, tickMs: tickMs)
+            await compactIfDue(info, client: client, startMs: start)
             // The run is over once its last granted tick has ended, plus a grace for the
             // workers' last iterations and flushes.
             let endTick = min(info.stopTick, curve.tickCount)
@@ -199,7 +199,7 @@ public final class Supervisor: Sendable {
             if reply.nowMs >= endMs + grace {
                 let (state, _) = try await client.stop(connection, mode: "finish", who: id)
                 logger.info("run ended", metadata: ["run": "\(run)", "state": "\(state.rawValue)"])
-                await compactIfDue(run, client: client, tickMs: tickMs, final: true)
+                await compactIfDue(info, client: client, startMs: start, final: true)
                 try await RunStore.deactivate(run, on: connection)
                 _ = curves.withLock { $0.removeValue(forKey: run) }
             }

@@ -71,11 +71,10 @@ extension RunWorker {
         var i: Int64 = 0
         while !Task.isCancelled {
             let began = ContinuousClock.now
-            let current = currentTick(at: began)
             let trustedItems = context.holdsTrusted
             let step = state.withLock { s -> VUStep in
                 let step = VUStep.decide(.init(
-                    now: began, deadline: s.vuDeadlines[j], tick: tick, currentTick: current, stopTick: s.stopTick,
+                    now: began, deadline: s.vuDeadlines[j], tick: tick, currentTick: self.tick(at: began, start: s.startMs), stopTick: s.stopTick,
                     aborted: s.phase.isAborted, leaving: s.phase.isLeaving || s.leases.isGoingBack(shard),
                     trusted: s.leases.trusts(shard, at: began) && trustedItems))
                 if step == .end { s.vuDeadlines[j] = nil }

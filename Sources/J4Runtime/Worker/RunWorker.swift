@@ -214,7 +214,13 @@ final class RunWorker: Sendable {
     // MARK: - Time
 
     func currentTick(at instant: ContinuousClock.Instant = .now) -> Int64? {
-        guard let start = state.withLock({ $0.startMs }), let now = clock.serverMs(at: instant) else { return nil }
+        tick(at: instant, start: state.withLock { $0.startMs })
+    }
+
+    /// The run's tick at `instant` for a run that started at `start` (server ms); for callers
+    /// that hold the state lock already.
+    func tick(at instant: ContinuousClock.Instant, start: Int64?) -> Int64? {
+        guard let start, let now = clock.serverMs(at: instant) else { return nil }
         return Int64(((now - Double(start)) / Double(definition.tickMs)).rounded(.down))
     }
 
