@@ -108,9 +108,10 @@ extension EndToEndTests {
         let ticks = try await c.send(["HGETALL", keys.ticks]).hash ?? [:]
         func total(_ what: String) -> Int64 { ticks.filter { $0.key.hasSuffix(":\(what)") }.values.reduce(0) { $0 + (Int64($1) ?? 0) } }
         #expect(ticks["settled:g"] != nil && ticks.keys.allSatisfy { !$0.hasSuffix(":g") || $0 == "settled:g" || Int64($0.dropLast(2))! >= compacted })
-        // Counted at the server: every grant started, and once; the sums say so too.
+        // Counted at the server: every grant started once or recorded as dropped (late on a
+        // loaded machine is dropped, not bunched), and the folded sums say exactly that.
         let target = Curve(try RunDefinition.parse(text: ctl["definition"] ?? "", format: .json)).firstIteration(ofTick: Int64(ctl["stop_tick"] ?? "") ?? 0)
-        #expect(served == target && total("g") == target && total("s") == target && total("d") == 0, "served \(served), target \(target), ticks g \(total("g")) s \(total("s")) d \(total("d"))")
+        #expect(total("g") == target && served == total("s") && total("s") + total("d") == target && total("s") * 2 >= target, "served \(served), target \(target), ticks g \(total("g")) s \(total("s")) d \(total("d"))")
         #expect(Int64(ctl["compacted_s"] ?? "") ?? 0 > Int64(ctl["start_ms"] ?? "")! / 1000)
         // The report covers folded minutes and kept seconds: every iteration once.
         let (code, out) = try await J4Binary.run(["report", run, "--format", "json", "--redis", redis.url])
