@@ -284,15 +284,13 @@ extension HTTPClient {
     /// `$J4_CA_FILE`), for targets with certificates of a private CA.
     static func makeLoadClient(caFile: String? = nil) throws -> HTTPClient {
         var config = HTTPClient.Configuration()
-        if let path = caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"] {
-            let certificates: [NIOSSLCertificate]
-            do { certificates = try NIOSSLCertificate.fromPEMFile(path) } catch {
-                throw CLIError.invalid("--ca-file \(path) is not accepted: it must be PEM certificates (\(error))")
-            }
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.additionalTrustRoots = [.certificates(certificates)]
-            config.tlsConfiguration = tls
+        let tls: TLSConfiguration
+        do { tls = try LoadTrust.configuration(caFile: caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"]) } catch {
+            throw CLIError.invalid("\(error)")
         }
+        config.tlsConfiguration = tls
+        // The lean client (HTTP/1.1 over TLS) trusts the same CAs.
+        LoadTrust.use(tls)
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1000)
         config.redirectConfiguration = .disallow
         config.timeout = .init(connect: .seconds(5), read: .seconds(60))

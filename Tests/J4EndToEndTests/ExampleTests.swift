@@ -191,8 +191,8 @@ extension EndToEndTests {
 }
 
 extension EndToEndTests {
-    @Test("HTTPS with HTTP/2: the http scenario against j4 sink --tls-cert, trusting a private CA: every request arrives over HTTP/2, exactly as many as started")
-    func http2() async throws {
+    @Test("HTTPS against j4 sink --tls-cert with a private CA: HTTP/1.1 on the lean client by default, HTTP/2 with version \"2\", every request counted once; without the CA every request fails as tls")
+    func https() async throws {
         let dir = NSTemporaryDirectory() + "j4-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let openssl = try ChildProcess("/usr/bin/openssl", [
@@ -202,15 +202,32 @@ extension EndToEndTests {
         #expect(await openssl.wait() == 0, "\(openssl.output.tail())")
         let sink = try await SinkProcess.start(["--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"])
         #expect(sink.url.hasPrefix("https://"))
-        let file = try temporaryFile(Self.arrivalRate(sink, name: "h2", start: 100, stages: "  - { duration: 3s, target: 100 }", shards: 4))
-        let summaryPath = NSTemporaryDirectory() + "j4-h2-\(UUID().uuidString).json"
-        let (code, out) = try await J4Binary.run(["run", file, "--workers", "2", "--ca-file", dir + "/cert.pem", "--summary-json", summaryPath, "--quiet"])
-        #expect(code == 0, "\(out)")
-        let stats = try await sink.stats()
-        let s = try Self.summary(summaryPath)
-        print("figures http2: sink \(stats.requests) requests, by version \(stats.by_version), summary started \(s["started"] ?? "?") failed \(s["failed"] ?? "?")")
-        #expect(stats.requests == 300 && stats.by_version == ["2": 300])
-        #expect(s["started"] as? Int == 300 && s["ok"] as? Int == 300)
+        var expected: [String: Int64] = [:]
+        for (version, trust, count) in [("1.1", true, 300), ("2", true, 300), ("1.1", false, 42)] {
+            var text = Self.arrivalRate(sink, name: "https-\(version)", start: count / 3, stages: "  - { duration: 3s, target: \(count / 3) }", shards: 4)
+            text += "\n  version: \"\(version)\""
+            let file = try temporaryFile(text)
+            let summaryPath = NSTemporaryDirectory() + "j4-https-\(UUID().uuidString).json"
+            let (code, out) = try await J4Binary.run(["run", file, "--workers", "2", "--summary-json", summaryPath, "--quiet"] + (trust ? ["--ca-file", dir + "/cert.pem"] : []))
+            let s = try Self.summary(summaryPath)
+            let stats = try await sink.stats()
+            print("figures https \(version)\(trust ? "" : " untrusted"): sink by version \(stats.by_version), summary started \(s["started"] ?? "?") dropped \(s["dropped"] ?? "?") ok \(s["ok"] ?? "?") errors \(s["errors"] ?? "?")")
+            if trust {
+                expected[version, default: 0] += Int64(count)
+                #expect(code == 0, "\(out)")
+                #expect(stats.by_version == expected, "every request over HTTP/\(version), once")
+                #expect(s["started"] as? Int == count && s["ok"] as? Int == count)
+            } else {
+                // The handshake fails: nothing reaches the server, every iteration started counts as tls.
+                let started = s["started"] as? Int ?? -1
+                #expect(stats.by_version == expected)
+                #expect(started + (s["dropped"] as? Int ?? -1) == count && started > 0, "\(out)")
+                #expect(s["failed"] as? Int == started && (s["errors"] as? [String: Int]) == ["tls": started], "\(out)")
+            }
+        }
+        // A CA file that is not PEM: refused before anything is written.
+        let (bad, badOut) = try await J4Binary.run(["run", try temporaryFile(Self.arrivalRate(sink, name: "bad-ca", start: 1, stages: "  - { duration: 1s, target: 1 }")), "--ca-file", dir + "/key.pem.missing"])
+        #expect(bad == 2 && badOut.contains("--ca-file") && badOut.contains("PEM"), "\(badOut)")
         await sink.stop()
         try? FileManager.default.removeItem(atPath: dir)
     }

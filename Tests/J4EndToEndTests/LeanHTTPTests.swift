@@ -5,6 +5,7 @@ import J4Scenario
 import J4TestSupport
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 import Testing
 
@@ -25,12 +26,16 @@ final class ScriptedServer: Sendable {
     let state: State
     let channel: any Channel
 
-    init(_ replies: [Reply]) async throws {
+    /// With `tls`, the replies go over TLS (the server's certificate and key).
+    init(_ replies: [Reply], tls: NIOSSLContext? = nil) async throws {
         let state = State(replies)
         self.state = state
         channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { child in
-                child.eventLoop.makeCompletedFuture { try child.pipeline.syncOperations.addHandler(ConnectionHandler(state: state)) }
+                child.eventLoop.makeCompletedFuture {
+                    if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try child.pipeline.syncOperations.addHandler(ConnectionHandler(state: state))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
     }
@@ -53,7 +58,14 @@ final class ScriptedServer: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            text += String(buffer: unwrapInboundIn(data))
+            let bytes = unwrapInboundIn(data)
+            // A TLS ClientHello to this plain server is answered as nginx answers it.
+            if text.isEmpty, bytes.getInteger(at: bytes.readerIndex, as: UInt8.self) == 0x16 {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")), promise: nil)
+                context.close(promise: nil)
+                return
+            }
+            text += String(buffer: bytes)
             while let end = text.range(of: "\r\n\r\n") {
                 let request = String(text[..<end.upperBound])
                 text.removeSubrange(..<end.upperBound)
@@ -77,6 +89,41 @@ final class ScriptedServer: Sendable {
     }
 }
 
+/// Certificates made once by openssl for the TLS rows: `trusted` (for 127.0.0.1) and `named`
+/// (for elsewhere.test only), which the client trusts through ``LoadTrust`` as `--ca-file`
+/// makes it trust them, and `stranger` (for 127.0.0.1, trusted by no one).
+enum TestTLS {
+    struct Pair { let certificate: String; let key: String }
+    static let made: (trusted: Pair, named: Pair, stranger: Pair) = {
+        let dir = NSTemporaryDirectory() + "j4-lean-tls-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func make(_ name: String, _ san: String = "IP:127.0.0.1") -> Pair {
+            let pair = Pair(certificate: "\(dir)/\(name).pem", key: "\(dir)/\(name).key")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            p.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", pair.key, "-out", pair.certificate, "-days", "1",
+                           "-subj", "/CN=j4 test", "-addext", "subjectAltName=\(san)"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try! p.run()
+            p.waitUntilExit()
+            return pair
+        }
+        let made = (trusted: make("trusted"), named: make("named", "DNS:elsewhere.test"), stranger: make("stranger"))
+        let bundle = "\(dir)/ca.pem"
+        try! (String(contentsOfFile: made.trusted.certificate, encoding: .utf8) + String(contentsOfFile: made.named.certificate, encoding: .utf8))
+            .write(toFile: bundle, atomically: true, encoding: .utf8)
+        LoadTrust.use(try! LoadTrust.configuration(caFile: bundle))
+        return made
+    }()
+
+    /// A server context presenting `pair`.
+    static func server(_ pair: Pair) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(pair.certificate).map { NIOSSLCertificateSource.certificate($0) }
+        return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: pair.key, format: .pem))))
+    }
+}
+
 /// Sends a plain GET and returns its status, or the class of its error.
 func leanGET(_ c: LeanHTTP1Connection, head: Bool = false, timeout: TimeAmount = .seconds(5)) async -> String {
     var request = c.buffer(capacity: 64)
@@ -84,7 +131,7 @@ func leanGET(_ c: LeanHTTP1Connection, head: Bool = false, timeout: TimeAmount =
     do { return String(try await c.send(request, head: head, timeout: timeout)) } catch let e as LeanHTTPError { return e.errorClass } catch { return "\(error)" }
 }
 
-@Suite("Lean HTTP/1.1 client against a scripted TCP server")
+@Suite("Lean HTTP/1.1 client against a scripted TCP server, plain and over TLS")
 struct LeanHTTPTests {
     static let ok5 = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
@@ -100,8 +147,15 @@ struct LeanHTTPTests {
         ("closed in the middle of the body", [.send("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", close: true), .send(ok5)], ["connection_closed", "200"], 2),
     ] as [(String, [ScriptedServer.Reply], [String], Int)])
     func framings(name: String, replies: [ScriptedServer.Reply], expected: [String], connections: Int) async throws {
-        let server = try await ScriptedServer(replies)
-        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port)
+        // Each framing over plain TCP and over TLS.
+        for tls in [false, true] {
+            try await framings(name: "\(name)\(tls ? " (TLS)" : "")", replies: replies, expected: expected, connections: connections, tls: tls)
+        }
+    }
+
+    func framings(name: String, replies: [ScriptedServer.Reply], expected: [String], connections: Int, tls: Bool) async throws {
+        let server = try await ScriptedServer(replies, tls: tls ? try TestTLS.server(TestTLS.made.trusted) : nil)
+        let c = LeanHTTP1Connection(host: "127.0.0.1", port: server.port, tls: tls)
         var got: [String] = []
         // A generous timeout: the framings must be read, however loaded the machine (the
         // timeout itself has a test of its own).
@@ -198,6 +252,31 @@ struct LeanHTTPTests {
         #expect(server.seen.connections == 2)
         c.close()
         await server.close()
+    }
+
+    @Test("TLS failures are tls, nothing reaches the server, and the next request over a good handshake is answered", arguments: [
+        ("a certificate no one trusts", "127.0.0.1", "stranger"),
+        ("a trusted certificate for another name", "127.0.0.1", "named"),
+        ("a server that does not speak TLS", "127.0.0.1", "plain"),
+    ])
+    func tlsFailures(name: String, host: String, server kind: String) async throws {
+        let tls: NIOSSLContext? = switch kind {
+        case "stranger": try TestTLS.server(TestTLS.made.stranger)
+        case "named": try TestTLS.server(TestTLS.made.named)
+        default: nil
+        }
+        let server = try await ScriptedServer([.send(Self.ok5)], tls: tls)
+        let c = LeanHTTP1Connection(host: host, port: server.port, tls: true)
+        #expect(await leanGET(c, timeout: .seconds(30)) == "tls", "\(name)")
+        #expect(server.seen.requests.isEmpty, "\(name)")
+        c.close()
+        await server.close()
+        // A failed handshake leaves nothing behind: the process' TLS context serves the next server.
+        let good = try await ScriptedServer([.send(Self.ok5)], tls: try TestTLS.server(TestTLS.made.trusted))
+        let d = LeanHTTP1Connection(host: "127.0.0.1", port: good.port, tls: true)
+        #expect(await leanGET(d, timeout: .seconds(30)) == "200", "\(name)")
+        d.close()
+        await good.close()
     }
 
     @Test("a port nobody listens on is a connect error")

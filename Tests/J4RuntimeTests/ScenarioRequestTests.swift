@@ -9,6 +9,11 @@ import Testing
 struct ScenarioRequestTests {
     @Test("which URLs the lean client serves, and the target and host header it sends", arguments: [
         ("http://127.0.0.1:8080/a/b?q=1#frag", "127.0.0.1", 8080, "/a/b?q=1", "127.0.0.1:8080"),
+        // HTTP/1.1 over TLS: 443 is the default port, left out of the host header.
+        ("https://api.example/v1", "api.example", 443, "/v1", "api.example"),
+        ("https://api.example:443/v1", "api.example", 443, "/v1", "api.example"),
+        ("HTTPS://127.0.0.1:8443", "127.0.0.1", 8443, "/", "127.0.0.1:8443"),
+        ("https://api.example:80/", "api.example", 80, "/", "api.example:80"),
         ("http://localhost/", "localhost", 80, "/", "localhost"),
         // Found by review: the default port was sent in the host header; AsyncHTTPClient leaves it out.
         ("http://localhost:80/x", "localhost", 80, "/x", "localhost"),
@@ -19,13 +24,13 @@ struct ScenarioRequestTests {
     ])
     func targets(url: String, host: String, port: Int, target: String, hostHeader: String) throws {
         let t = try #require(LeanTarget(url: url))
-        #expect(t == LeanTarget(host: host, port: port, target: target, hostHeader: hostHeader))
+        #expect(t == LeanTarget(host: host, port: port, tls: url.lowercased().hasPrefix("https"), target: target, hostHeader: hostHeader))
     }
 
     // Found by review: Foundation accepts a space, a `{` or non-ASCII text in a URL; sent as
     // they are they would break the request line, so AsyncHTTPClient sends the encoded form.
     @Test("AsyncHTTPClient serves the rest", arguments: [
-        "https://127.0.0.1/", "ws://127.0.0.1/", "http://user:secret@127.0.0.1/", "not a url", "http:///nohost",
+        "wss://127.0.0.1/", "ws://127.0.0.1/", "ftp://127.0.0.1/", "https://user@127.0.0.1/", "http://user:secret@127.0.0.1/", "not a url", "http:///nohost",
         "http://127.0.0.1/a b", "http://127.0.0.1/?q={1}", "http://127.0.0.1/caf\u{e9}", "http://127.0.0.1/a|b",
     ])
     func notLean(url: String) {

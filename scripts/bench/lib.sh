@@ -45,8 +45,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # NGINX_URL. GET / answers "ok" with no logging; GET /count/... is logged, one line per
 # request, in $BENCH_WORK/count.log, so a count is taken at the server.
 bench_nginx() {
-  local core=${1:-1} port; port=$(free_port)
+  local core=${1:-1} port tls_port; port=$(free_port); tls_port=$(free_port)
   mkdir -p "$BENCH_WORK/nginx"
+  # A certificate for 127.0.0.1, which J4 trusts with --ca-file (hey and h2load do not check).
+  [ -f "$BENCH_WORK/tls.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$BENCH_WORK/tls.key" -out "$BENCH_WORK/tls.pem" \
+    -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
   cat > "$BENCH_WORK/nginx.conf" <<NGINX
 worker_processes 1;
 daemon on;
@@ -65,11 +68,22 @@ http {
     location / { default_type text/plain; return 200 "ok\n"; }
     location /count/ { access_log $BENCH_WORK/count.log; default_type text/plain; return 200 "ok\n"; }
   }
+  # HTTPS, HTTP/1.1 or HTTP/2 by ALPN.
+  server {
+    listen 127.0.0.1:$tls_port ssl http2;
+    ssl_certificate $BENCH_WORK/tls.pem;
+    ssl_certificate_key $BENCH_WORK/tls.key;
+    ssl_session_cache shared:tls:1m;
+    http2_max_requests 10000000;
+    location / { default_type text/plain; return 200 "ok\n"; }
+  }
 }
 NGINX
   taskset -c "$core" /usr/sbin/nginx -c "$BENCH_WORK/nginx.conf" -p "$BENCH_WORK/nginx" 2>"$BENCH_WORK/nginx/start.err"
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
   NGINX_URL="http://127.0.0.1:$port"
+  NGINX_TLS_URL="https://127.0.0.1:$tls_port"
+  NGINX_CA="$BENCH_WORK/tls.pem"
 }
 
 # Lines in nginx's count log (requests to /count/...).

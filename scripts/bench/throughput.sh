@@ -11,11 +11,14 @@
 # j4-vus and j4-rate run the built-in http scenario (vus and arrival-rate); j4-scenario and
 # j4-scenario2 run scenarios written in Swift (examples/bench-scenarios: one it.request per
 # iteration; two requests and a check), each a request per VU at a time, as j4-vus.
+# Over HTTPS (nginx's TLS port, HTTP/1.1 or HTTP/2 by ALPN): j4-https (the built-in scenario,
+# HTTP/1.1 on the lean client) next to hey-https; j4-h2 (version "2", AsyncHTTPClient) next to
+# h2load-h2 (-m 1: one stream at a time per connection, as a VU sends).
 source "$(dirname "$0")/lib.sh"
 seconds=${1:-10}
 reps=${2:-3}
 conns=${3:-50}
-tools=${TOOLS:-"j4-vus j4-rate j4-scenario j4-scenario2 wrk hey h2load ab locust-fast"}
+tools=${TOOLS:-"j4-vus j4-rate j4-scenario j4-scenario2 wrk hey h2load ab locust-fast j4-https hey-https j4-h2 h2load-h2"}
 bench_install
 bench_build
 case " $tools " in
@@ -38,6 +41,17 @@ stages: [{ duration: ${seconds}s, target: $conns }]
 shards: $conns
 params: { request: { url: "$url" } }
 YAML
+for v in 1.1 2; do
+  cat > "$BENCH_WORK/https-$v.yaml" <<YAML
+name: throughput-https
+scenario: http
+model: vus
+start: $conns
+stages: [{ duration: ${seconds}s, target: $conns }]
+shards: $conns
+params: { request: { url: "$NGINX_TLS_URL/" }, version: "$v" }
+YAML
+done
 for scenario in fetch browse; do
   cat > "$BENCH_WORK/$scenario.yaml" <<YAML
 name: throughput-$scenario
@@ -68,6 +82,17 @@ measure() {
       local def=$BENCH_WORK/${tool#j4-}.yaml
       taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_BIN" run "$def" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
       n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'])") ;;
+    j4-https|j4-h2)
+      local def=$BENCH_WORK/https-1.1.yaml
+      [ "$tool" = j4-h2 ] && def=$BENCH_WORK/https-2.yaml
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_BIN" run "$def" --redis "$REDIS_URL" --ca-file "$NGINX_CA" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
+      n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'])") ;;
+    hey-https)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" hey -z "${seconds}s" -c "$conns" "$NGINX_TLS_URL/" > "$out" 2>&1
+      n=$(awk '/\[200\]/ {print $2}' "$out") ;;
+    h2load-h2)
+      taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" h2load -c "$conns" -m 1 -D "$seconds" "$NGINX_TLS_URL/" > "$out" 2>&1
+      n=$(awk '/^status codes:/ {print $3}' "$out") ;;
     j4-scenario|j4-scenario2)
       local def=$BENCH_WORK/fetch.yaml per=1
       [ "$tool" = j4-scenario2 ] && def=$BENCH_WORK/browse.yaml per=2

@@ -20,7 +20,12 @@ public struct UnexpectedStatus: ClassifiedError, CustomStringConvertible {
 ///   request: { method: GET, url: "http://127.0.0.1:8080/", headers: { accept: "*/*" }, body: "" }
 ///   expect: { status: 200 }      # a status or a list; default: any 2xx
 ///   timeout: 10s                 # default 30s
+///   version: "1.1"               # or "2": HTTP/2 where an https:// server offers it
 /// ```
+///
+/// HTTP/1.1 (the default) goes on J4's lean client, over TLS for `https://`; `version: "2"`
+/// goes on AsyncHTTPClient, which offers HTTP/2 by ALPN and keeps HTTP/1.1 for a server
+/// that does not take it.
 package enum HTTPScenario {
     /// The request each iteration sends.
     struct Plan: Sendable {
@@ -30,6 +35,8 @@ package enum HTTPScenario {
         var body: [UInt8]?
         var expect: Set<Int>?
         var timeout: TimeAmount
+        /// Asks for HTTP/2 (AsyncHTTPClient) instead of the lean HTTP/1.1 client.
+        var http2 = false
     }
 
     static func plan(_ params: JSONValue) -> (Plan?, [DefinitionProblem]) {
@@ -83,8 +90,14 @@ package enum HTTPScenario {
         if let t = params["timeout"] {
             if let ms = t.stringValue.flatMap(DurationText.milliseconds), ms > 0 { timeout = .milliseconds(ms) } else { problem("timeout", t, "a duration such as 10s") }
         }
+        var http2 = false
+        switch params["version"] {
+        case nil, .string("1.1")?: break
+        case .string("2")?: http2 = true
+        case let other?: problem("version", other, "\"1.1\" or \"2\" (HTTP/2 where the server offers it)")
+        }
         guard problems.isEmpty, let url else { return (nil, problems) }
-        return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout), [])
+        return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout, http2: http2), [])
     }
 
     /// Throws ``UnexpectedStatus`` for a status outside `expect` (any 2xx when nil).
@@ -133,11 +146,12 @@ public struct ScenarioSetupError: ClassifiedError, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// The built-in scenario's request over plain HTTP/1.1, serialized once per VU: an iteration
+/// The built-in scenario's request over HTTP/1.1 (plain or TLS), serialized once per VU: an iteration
 /// writes the fixed part, its own attribution headers and `traceparent`, and the body.
 struct LeanRequest: Sendable {
     let host: String
     let port: Int
+    let tls: Bool
     /// Request line, `host`, the run's headers and the VU's attribution headers.
     let prefix: [UInt8]
     /// `content-length` (with a body), the blank line and the body.
@@ -146,11 +160,12 @@ struct LeanRequest: Sendable {
     let expect: Set<Int>?
     let timeout: TimeAmount
 
-    /// Nil for a URL the lean client does not serve (https: AsyncHTTPClient does TLS and HTTP/2).
+    /// Nil for a URL the lean client does not serve, or when the run asks for HTTP/2.
     init?(plan: HTTPScenario.Plan, vu: VUContext) {
-        guard let target = LeanTarget(url: plan.url) else { return nil }
+        guard !plan.http2, let target = LeanTarget(url: plan.url) else { return nil }
         host = target.host
         port = target.port
+        tls = target.tls
         var head = "\(plan.method.rawValue) \(target.target) HTTP/1.1\r\n"
         let userHeaders = Set(plan.headers.map { $0.0.lowercased() })
         if !userHeaders.contains("host") { head += "host: \(target.hostHeader)\r\n" }
@@ -173,7 +188,7 @@ struct LeanRequest: Sendable {
 
     /// The iteration body of `vu`: one connection per VU, closed when the VU ends.
     func iteration(_ vu: VUContext) -> IterationBody {
-        let connection = LeanHTTP1Connection(host: host, port: port)
+        let connection = LeanHTTP1Connection(host: host, port: port, tls: tls)
         vu.onTeardown { connection.close() }
         let request = self
         return { iteration in

@@ -3,32 +3,38 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Where a plain `http://` URL goes on the lean client: the address to connect to, the
-/// request target as written, and the `host` header.
+/// Where an `http://` or `https://` URL goes on the lean client: the address to connect to,
+/// whether over TLS, the request target as written, and the `host` header.
 struct LeanTarget: Sendable, Equatable {
     let host: String
     let port: Int
+    /// `https://`: HTTP/1.1 over TLS.
+    let tls: Bool
     /// From the first `/` or `?` after the authority, without a fragment (`/` when empty).
     let target: String
     /// `host[:port]` as the URL gave it (an IPv6 address in brackets).
     let hostHeader: String
 
-    init(host: String, port: Int, target: String, hostHeader: String) {
+    init(host: String, port: Int, tls: Bool = false, target: String, hostHeader: String) {
         self.host = host
         self.port = port
+        self.tls = tls
         self.target = target
         self.hostHeader = hostHeader
     }
 
-    /// Nil for a URL the lean client does not serve: not `http://` (TLS and HTTP/2 go through
-    /// AsyncHTTPClient), no host, or credentials in the URL.
+    /// Nil for a URL the lean client does not serve: neither `http://` nor `https://`, no
+    /// host, or credentials in the URL.
     init?(url text: String) {
-        guard let url = URL(string: text), url.scheme?.lowercased() == "http", let host = url.host, !host.isEmpty, url.user == nil else { return nil }
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              let host = url.host, !host.isEmpty, url.user == nil else { return nil }
         // Characters a request line cannot carry as they are (Foundation accepts a space or a
         // `{` in a URL and encodes it): AsyncHTTPClient sends the URL's encoded form.
         guard text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && !"\"<>\\^`{|}".utf8.contains($0) }) else { return nil }
         self.host = host
-        port = url.port ?? 80
+        tls = scheme == "https"
+        let defaultPort = tls ? 443 : 80
+        port = url.port ?? defaultPort
         // URL.path would decode percent-escapes: the target is taken from the text.
         var target = "/"
         let rest = text.drop { $0 != ":" }.dropFirst(3)
@@ -39,11 +45,14 @@ struct LeanTarget: Sendable, Equatable {
         self.target = target
         let shown = host.contains(":") ? "[\(host)]" : host
         // The default port is left out, as AsyncHTTPClient leaves it out.
-        hostHeader = url.port.flatMap { $0 == 80 ? nil : "\(shown):\($0)" } ?? shown
+        hostHeader = url.port.flatMap { $0 == defaultPort ? nil : "\(shown):\($0)" } ?? shown
     }
+
+    /// The connections of one VU are kept by this key.
+    var key: String { "\(tls ? "https" : "http") \(host) \(port)" }
 }
 
-/// The lean connections of one VU, by `host:port`: one per request in flight, kept open for
+/// The lean connections of one VU, by scheme, host and port: one per request in flight, kept open for
 /// the next request, all closed when the VU ends.
 final class LeanConnections: Sendable {
     struct State {
@@ -70,9 +79,8 @@ final class LeanConnections: Sendable {
     /// An idle connection to `target`, or a new one.
     func take(_ target: LeanTarget) -> LeanHTTP1Connection {
         state.withLock { s in
-            let key = "\(target.host) \(target.port)"
-            if let c = s.idle[key]?.popLast() { return c }
-            let c = LeanHTTP1Connection(host: target.host, port: target.port)
+            if let c = s.idle[target.key]?.popLast() { return c }
+            let c = LeanHTTP1Connection(host: target.host, port: target.port, tls: target.tls)
             if !s.closed { s.all.append(c) }
             return c
         }
@@ -82,7 +90,7 @@ final class LeanConnections: Sendable {
     func give(_ connection: LeanHTTP1Connection, _ target: LeanTarget) {
         let keep = state.withLock { s -> Bool in
             guard !s.closed else { return false }
-            s.idle["\(target.host) \(target.port)", default: []].append(connection)
+            s.idle[target.key, default: []].append(connection)
             return true
         }
         if !keep { connection.close() }

@@ -1,11 +1,13 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// A failure of the lean HTTP/1.1 client, counted under its class.
 public struct LeanHTTPError: ClassifiedError, CustomStringConvertible {
-    /// `connect`, `timeout`, `connection_closed` or `bad_response`.
+    /// `connect`, `timeout`, `tls`, `connection_closed` or `bad_response`.
     public let errorClass: String
     /// What happened.
     public let message: String
@@ -20,8 +22,9 @@ public struct LeanResponse: Sendable {
     public var body: ByteBuffer?
 }
 
-/// One keep-alive HTTP/1.1 connection over plain TCP, for the built-in `http` scenario and
-/// the scenario API's requests (`it.request`, `vu.request`, `graphQL`) to `http://` URLs:
+/// One keep-alive HTTP/1.1 connection, over plain TCP or over TLS (NIOSSL, trusting what
+/// ``LoadTrust`` trusts), for the built-in `http` scenario and the scenario API's requests
+/// (`it.request`, `vu.request`, `graphQL`):
 /// the built-in scenario serializes its request once per VU, so an iteration only appends
 /// its own headers, and reads the response just enough to find its status and its end (the
 /// body is skipped); the scenario API asks for the headers and the body too.
@@ -30,19 +33,22 @@ public struct LeanResponse: Sendable {
 ///
 /// Why not AsyncHTTPClient here: its connection pool, request and response objects and
 /// header validation cost about twice the CPU of the whole request at the rates a load
-/// generator runs (BENCHMARKS.md). `vu.http` and `https://` URLs still get AsyncHTTPClient,
-/// with TLS and HTTP/2.
+/// generator runs (BENCHMARKS.md). `vu.http` and the built-in scenario's `version: "2"`
+/// still get AsyncHTTPClient, with HTTP/2.
 public final class LeanHTTP1Connection: Sendable {
     let host: String
     let port: Int
+    /// Over TLS: the handshake is made on connecting, and once per connection.
+    let tls: Bool
     let loop: any EventLoop
     /// The open channel and its handler (the handler itself is touched on `loop` only).
     let slot = Mutex<(any Channel, LeanHTTP1Handler)?>(nil)
 
-    /// A connection (opened lazily) to `host:port`.
-    public init(host: String, port: Int) {
+    /// A connection (opened lazily) to `host:port`, over TLS when `tls`.
+    public init(host: String, port: Int, tls: Bool = false) {
         self.host = host
         self.port = port
+        self.tls = tls
         loop = MultiThreadedEventLoopGroup.singleton.any()
     }
 
@@ -90,15 +96,28 @@ public final class LeanHTTP1Connection: Sendable {
     }
 
     private func connected(within timeout: TimeAmount) async throws -> LeanHTTP1Handler {
-        if let handler = slot.withLock({ s -> LeanHTTP1Handler? in s.flatMap { $0.0.isActive ? $0.1 : nil } }) { return handler }
+        if let handler = slot.withLock({ s -> LeanHTTP1Handler? in s.flatMap { $0.0.isActive && $0.1.open.load(ordering: .acquiring) ? $0.1 : nil } }) { return handler }
         let handler = LeanHTTP1Handler()
+        handler.handshaking = tls
         let channel: any Channel
+        var ssl: NIOSSLClientHandler?
+        if tls {
+            do {
+                // SNI and the name checked are the host's; for an IP address, its SAN entry.
+                ssl = try NIOSSLClientHandler(context: LoadTrust.leanContext(), serverHostname: (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
+            } catch {
+                throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
+            }
+        }
         do {
             channel = try await ClientBootstrap(group: loop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(min(.seconds(5), timeout))
                 .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                    channel.eventLoop.makeCompletedFuture {
+                        if let ssl { try channel.pipeline.syncOperations.addHandler(ssl) }
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                 }
                 .connect(host: host, port: port).get()
         } catch ChannelError.connectTimeout(let after) {
@@ -152,6 +171,15 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
     }
 
+    /// False once this side began to close the connection or it closed: the next request
+    /// opens a new one. (Over TLS the channel stays active while close_notify is exchanged.)
+    let open = Atomic<Bool>(true)
+
+    private func closeChannel() {
+        open.store(false, ordering: .releasing)
+        context?.close(promise: nil)
+    }
+
     /// When the armed timer fires.
     private var timerDeadline = NIODeadline.distantFuture
 
@@ -177,8 +205,9 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func start(_ id: UInt64, _ request: ByteBuffer, head: Bool, deadline: NIODeadline, maxBody: Int?, _ continuation: UnsafeContinuation<LeanResponse, any Error>) {
-        guard let context, context.channel.isActive, pending == nil else {
-            continuation.resume(throwing: LeanHTTPError(errorClass: "connection_closed", message: "the connection closed before the request was sent"))
+        guard let context, context.channel.isActive, open.load(ordering: .relaxed), pending == nil else {
+            // A TLS handshake that failed before the request reached the loop says so.
+            continuation.resume(throwing: failure ?? LeanHTTPError(errorClass: "connection_closed", message: "the connection closed before the request was sent"))
             return
         }
         // Cancelled before it could start: nothing is sent.
@@ -217,7 +246,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         pending = nil
         phase = .idle
         // Closed before the caller resumes, so its next request sees the connection gone.
-        if close { context?.close(promise: nil) }
+        if close { closeChannel() }
         p?.resume(throwing: error)
     }
 
@@ -231,11 +260,25 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         parse()
     }
 
+    /// Over TLS: true until the handshake completes (a close before that is a TLS failure).
+    var handshaking = false
+    /// Why the connection failed while no request was outstanding (a refused handshake).
+    private var failure: LeanHTTPError?
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent { handshaking = false }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        open.store(false, ordering: .releasing)
         timer?.cancel()
         timer = nil
         if phase == .untilClose {
             complete()
+        } else if handshaking {
+            failure = failure ?? LeanHTTPError(errorClass: "tls", message: "the server closed the connection during the TLS handshake")
+            fail(failure!, close: false)
         } else if pending != nil {
             fail(LeanHTTPError(errorClass: "connection_closed", message: "the server closed the connection before the response ended"), close: false)
         }
@@ -244,7 +287,16 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(LeanHTTPError(errorClass: "connection_closed", message: "\(error)"), close: true)
+        let failed = LeanHTTPError(errorClass: handshaking ? "tls" : LeanHTTP1Handler.errorClass(error), message: "\(error)")
+        if pending == nil { failure = failure ?? failed }
+        fail(failed, close: true)
+    }
+
+    /// A TLS failure (a certificate not trusted, a bad record) is `tls`; a server that closed
+    /// without TLS' close_notify only closed the connection.
+    static func errorClass(_ error: any Error) -> String {
+        if let e = error as? NIOSSLError, case .uncleanShutdown = e { return "connection_closed" }
+        return error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError ? "tls" : "connection_closed"
     }
 
     private func complete() {
@@ -254,7 +306,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         phase = .idle
         headers = nil
         body = nil
-        if !keepAlive { context?.close(promise: nil) }
+        if !keepAlive { closeChannel() }
         p?.resume(returning: response)
     }
 
@@ -290,7 +342,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
             switch phase {
             case .idle:
                 // Bytes with no request outstanding: the connection is out of step.
-                if buffer.readableBytes > 0 { buffer.moveReaderIndex(forwardBy: buffer.readableBytes); context?.close(promise: nil) }
+                if buffer.readableBytes > 0 { buffer.moveReaderIndex(forwardBy: buffer.readableBytes); closeChannel() }
                 return
             case .head:
                 guard let end = buffer.firstIndex(of: LeanHTTP1Handler.crlfcrlf) else {

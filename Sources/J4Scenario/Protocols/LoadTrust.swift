@@ -1,0 +1,55 @@
+import Foundation
+import NIOSSL
+import Synchronization
+
+/// What the process' load clients trust for `https://` targets: the system's CAs plus the
+/// PEM certificates of `--ca-file` (or `$J4_CA_FILE`). AsyncHTTPClient (`vu.http`, HTTP/2)
+/// and the lean client (HTTP/1.1 over TLS) are made from the same configuration, so both
+/// accept the same servers.
+public enum LoadTrust {
+    /// The configuration the lean client uses; the system's CAs until ``use(_:)``.
+    private static let configured = Mutex<TLSConfiguration>(TLSConfiguration.makeClientConfiguration())
+    /// The lean client's context, made once from `configured` (a context loads its CAs once;
+    /// a connection made from it costs only its handshake).
+    private static let lean = Mutex<NIOSSLContext?>(nil)
+
+    /// A client configuration that trusts the system's CAs and those in `caFile`. Throws
+    /// ``LoadTrustError`` when the file cannot be read as PEM certificates.
+    public static func configuration(caFile: String?) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caFile {
+            do {
+                tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+            } catch {
+                throw LoadTrustError(path: caFile, reason: "\(error)")
+            }
+        }
+        return tls
+    }
+
+    /// Makes `configuration` the lean client's trust (the CLI calls it once, at start-up,
+    /// with the configuration it gives AsyncHTTPClient).
+    public static func use(_ configuration: TLSConfiguration) {
+        configured.withLock { $0 = configuration }
+        lean.withLock { $0 = nil }
+    }
+
+    /// The lean client's TLS context: the configured trust, and HTTP/1.1 offered by ALPN.
+    static func leanContext() throws -> NIOSSLContext {
+        if let context = lean.withLock({ $0 }) { return context }
+        var tls = configured.withLock { $0 }
+        tls.applicationProtocols = ["http/1.1"]
+        let context = try NIOSSLContext(configuration: tls)
+        lean.withLock { $0 = $0 ?? context }
+        return lean.withLock { $0! }
+    }
+}
+
+/// A `--ca-file` that is not PEM certificates.
+public struct LoadTrustError: Error, CustomStringConvertible {
+    /// The file.
+    public let path: String
+    /// What NIOSSL said of it.
+    public let reason: String
+    public var description: String { "--ca-file \(path) is not accepted: it must be PEM certificates (\(reason))" }
+}
