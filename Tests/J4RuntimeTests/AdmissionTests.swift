@@ -68,4 +68,17 @@ struct AdmissionTests {
     func reasonNames() {
         #expect(DropReason.allCases.map(\.rawValue) == ["no clock", "late", "aborted", "stopped", "lease", "maxInFlight", "max-vus", "max-rate"])
     }
+
+    @Test("a batch's iterations are counted once per second, started and dropped apart, in the order the seconds came", arguments: [
+        ([(Int64(7), true)], [(Int64(7), Int64(1), Int64(0))]),
+        ([(7, true), (7, false), (7, true)], [(7, 2, 1)]),
+        // A batch that crosses a second: two entries, the first second first.
+        ([(7, false), (7, false), (8, true), (8, false)], [(7, 0, 2), (8, 1, 1)]),
+        ([(7, true), (8, true), (9, false)], [(7, 1, 0), (8, 1, 0), (9, 0, 1)]),
+    ] as [([(Int64, Bool)], [(Int64, Int64, Int64)])])
+    func tally(items: [(Int64, Bool)], expected: [(Int64, Int64, Int64)]) {
+        var tally = SecondTally()
+        for (second, started) in items { tally.add(second, started: started) }
+        #expect(tally.counts.map { [$0.second, $0.started, $0.dropped] } == expected.map { [$0.0, $0.1, $0.2] })
+    }
 }

@@ -55,6 +55,23 @@ extension RunWorker {
         for vu in idle { await vu.context.end() }
     }
 
+    /// One granted iteration, placed in time.
+    struct Placed {
+        let iteration: Int64
+        let shard: Int
+        let intendedMs: Double
+        let second: Int64
+        /// Its intended start on the local clock (nil: no clock sample yet).
+        let at: ContinuousClock.Instant?
+    }
+
+    /// Fires the iterations of tick `n` granted to this worker (those of `shards` in `range`),
+    /// each at its intended start.
+    ///
+    /// The loop sleeps until the next iteration is due, then takes every iteration due by
+    /// then as one batch (more than one when the process woke late or the rate is high): one
+    /// lock of the worker's state decides them all, in order, by ``Admission``, and their
+    /// counts go to the metrics once per second of the batch rather than once per iteration.
     func fireIterations(tick n: Int64, shards: Set<Int>, range: Range<Int64>) async {
         // A grant that does not match this worker's curve means a scale it has not heard of yet.
         var curve = self.curve
@@ -65,84 +82,125 @@ extension RunWorker {
         guard let start = state.withLock({ $0.startMs }) else { return }
         let S = Int64(definition.shards)
         let startMs = Double(start)
-        // Per-tick accounting next to the per-second counters (flush.lua puts t:* in the ticks hash).
         var schedule = TickSchedule(curve: curve, tick: n)
-        let rule = admission
-        await withDiscardingTaskGroup { group in
-            var why: [DropReason: Int64] = [:]  // for the log
-            var g = range.lowerBound
+        let clock = self.clock
+        // The next iteration of a held shard from `g` on, placed; nil past the range.
+        func place(from g: inout Int64) -> Placed? {
             while g < range.upperBound {
                 defer { g += 1 }
                 let shard = Int(g % S)
                 guard shards.contains(shard) else { continue }
                 let intendedMs = startMs + schedule.startMs(ofIteration: g)
-                let second = Int64(intendedMs / 1000)
-                let at = clock.instant(forServerMs: intendedMs)
+                return Placed(iteration: g, shard: shard, intendedMs: intendedMs, second: Int64(intendedMs / 1000), at: clock.instant(forServerMs: intendedMs))
+            }
+            return nil
+        }
+        await withDiscardingTaskGroup { group in
+            var why: [DropReason: Int64] = [:]  // for the log
+            var g = range.lowerBound
+            var next = place(from: &g)
+            var batch: [Placed] = []
+            var admitted: [Bool] = []
+            while let first = next {
                 // The timing thread's own timer (this loop runs there, see claimAndFire).
-                if let at { await TimingExecutor.shared.sleep(until: at) }
+                if let at = first.at { await TimingExecutor.shared.sleep(until: at) }
                 let now = ContinuousClock.now
-                // Decided by the intended start, the tick and the lease, never by how late the
-                // process woke up beyond the tolerance (see Admission).
-                let refusal = state.withLock { s -> DropReason? in
-                    let facts = Admission.Facts(
-                        tick: n, intendedAt: at, now: now, stopTick: s.stopTick, leaveTick: s.phase.leaveTick,
-                        aborted: s.phase.isAborted || Task.isCancelled, leaseTrusted: s.leases.covers(shard, at: now), inFlight: s.inFlight)
-                    if let reason = rule.decide(facts) { return reason }
-                    if !caps.takeVU() { return .maxVUs }
-                    if !caps.takeStart(second: second) {
-                        caps.returnVU()
-                        return .maxRate
-                    }
-                    s.inFlight += 1
-                    return nil
+                batch.removeAll(keepingCapacity: true)
+                batch.append(first)
+                next = place(from: &g)
+                while let p = next, batch.count < 1024, p.at.map({ $0 <= now + TimingExecutor.slack }) ?? true {
+                    batch.append(p)
+                    next = place(from: &g)
                 }
-                if let refusal {
-                    // Recorded as it happens (and flushed with its second), not at the tick's end.
-                    metrics.add(.dropped, second: second)
-                    metrics.add(.tickDropped(n), second: second)
-                    telemetry.iterationsDropped.increment(by: 1)
-                    why[refusal, default: 0] += 1
-                    if refusal == .maxRate { capMet(refusal.rawValue, caps.limits.maxRate ?? 0) }
-                    if refusal == .maxVUs { capMet(refusal.rawValue, caps.limits.maxVUs ?? 0) }
-                    continue
-                }
-                guard let at else { continue }
-                metrics.add(.started, second: second)
-                metrics.add(.tickStarted(n), second: second)
-                telemetry.scheduleLag.recordNanoseconds(max(0, Telemetry.nanos(at.duration(to: now))))  // may start up to 0.5 ms early; a negative duration breaks the Prometheus histogram
-                let iteration = g
-                group.addTask(executorPreference: globalConcurrentExecutor) { [self] in
-                    var ok = true
-                    var errorClassName: String?
-                    var traceID = ""
-                    var vuNumber: Int64 = -1
-                    do {
-                        let vu = try await checkoutVU()
-                        defer { checkinVU(vu) }
-                        let context = IterationContext(vu: vu.context, iteration: iteration, tick: n, shard: shard)
-                        traceID = context.traceID
-                        vuNumber = vu.context.vu
-                        try await vu.context.run { try await runIteration(vu.body, context) }
-                    } catch {
-                        ok = false
-                        errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { $0.underlying is TargetRefused ? "target_refused" : "setup" } ?? errorClass(of: error)
-                        // A refused target is logged once, by the guard, not once per iteration.
-                        if let failed = error as? SetupFailed, !(failed.underlying is TargetRefused) {
-                            logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"])
+                admitted.removeAll(keepingCapacity: true)
+                var reasons: [DropReason] = []
+                // Decided by each iteration's intended start, the tick and the lease, never by
+                // how late the process woke up beyond the tolerance (see Admission).
+                state.withLock { s in
+                    for p in batch {
+                        let facts = Admission.Facts(
+                            tick: n, intendedAt: p.at, now: now, stopTick: s.stopTick, leaveTick: s.phase.leaveTick,
+                            aborted: s.phase.isAborted || Task.isCancelled, leaseTrusted: s.leases.covers(p.shard, at: now), inFlight: s.inFlight)
+                        var refusal = admission.decide(facts)
+                        if refusal == nil, !caps.takeVU() { refusal = .maxVUs }
+                        if refusal == nil, !caps.takeStart(second: p.second) {
+                            caps.returnVU()
+                            refusal = .maxRate
+                        }
+                        if let refusal {
+                            reasons.append(refusal)
+                            admitted.append(false)
+                        } else {
+                            s.inFlight += 1
+                            admitted.append(true)
                         }
                     }
-                    let doneAt = ContinuousClock.now
-                    let latency = at.duration(to: doneAt)
-                    metrics.finished(second: second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
-                    metrics.noteSlow(latencyUs: MetricsRecorder.micros(latency), member: "\(traceID) \(worker) \(vuNumber) \(iteration) \(Int64(intendedMs))")
-                    telemetry.iteration(ok: ok, took: latency)
-                    state.withLock { $0.inFlight -= 1 }
-                    caps.returnVU()
+                }
+                // Counted as they happen (and flushed with their second), once per second of the batch.
+                var tally = SecondTally()
+                for (p, ok) in zip(batch, admitted) { tally.add(p.second, started: ok) }
+                for (second, started, dropped) in tally.counts {
+                    metrics.add(.started, started, second: second)
+                    metrics.add(.tickStarted(n), started, second: second)
+                    metrics.add(.dropped, dropped, second: second)
+                    metrics.add(.tickDropped(n), dropped, second: second)
+                }
+                if !reasons.isEmpty {
+                    telemetry.iterationsDropped.increment(by: Int64(reasons.count))
+                    for reason in reasons { why[reason, default: 0] += 1 }
+                    if reasons.contains(.maxRate) { capMet(DropReason.maxRate.rawValue, caps.limits.maxRate ?? 0) }
+                    if reasons.contains(.maxVUs) { capMet(DropReason.maxVUs.rawValue, caps.limits.maxVUs ?? 0) }
+                }
+                for (p, ok) in zip(batch, admitted) where ok {
+                    guard let at = p.at else { continue }
+                    telemetry.scheduleLag.recordNanoseconds(max(0, Telemetry.nanos(at.duration(to: now))))  // may start up to 0.5 ms early; a negative duration breaks the Prometheus histogram
+                    group.addTask(executorPreference: globalConcurrentExecutor) { [self] in
+                        await runGranted(p, tick: n, at: at)
+                    }
                 }
             }
             if !why.isEmpty {
                 logger.info("dropped iterations", metadata: ["tick": "\(n)", "why": "\(why.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue): \($0.value)" }.joined(separator: ", "))"])
             }
         }
+    }
+
+    /// Runs one admitted iteration on a pooled VU and records how it ended.
+    func runGranted(_ p: Placed, tick n: Int64, at: ContinuousClock.Instant) async {
+        var ok = true
+        var errorClassName: String?
+        var traceID = ""
+        var vuNumber: Int64 = -1
+        do {
+            let vu = try await checkoutVU()
+            defer { checkinVU(vu) }
+            let context = IterationContext(vu: vu.context, iteration: p.iteration, tick: n, shard: p.shard)
+            traceID = context.traceID
+            vuNumber = vu.context.vu
+            try await vu.context.run { try await runIteration(vu.body, context) }
+        } catch {
+            ok = false
+            errorClassName = Task.isCancelled ? "aborted" : (error as? SetupFailed).map { $0.underlying is TargetRefused ? "target_refused" : "setup" } ?? errorClass(of: error)
+            // A refused target is logged once, by the guard, not once per iteration.
+            if let failed = error as? SetupFailed, !(failed.underlying is TargetRefused) {
+                logger.warning("VU setup failed", metadata: ["error": "\(failed.underlying)"])
+            }
+        }
+        let latency = at.duration(to: ContinuousClock.now)
+        metrics.finished(second: p.second, ok: ok, errorClass: errorClassName, latencyUs: MetricsRecorder.micros(latency))
+        metrics.noteSlow(latencyUs: MetricsRecorder.micros(latency), member: "\(traceID) \(worker) \(vuNumber) \(p.iteration) \(Int64(p.intendedMs))")
+        telemetry.iteration(ok: ok, took: latency)
+        state.withLock { $0.inFlight -= 1 }
+        caps.returnVU()
+    }
+}
+
+/// Started and dropped iterations of a batch, by second, in the order the seconds came.
+struct SecondTally {
+    private(set) var counts: [(second: Int64, started: Int64, dropped: Int64)] = []
+
+    mutating func add(_ second: Int64, started: Bool) {
+        if counts.last?.second != second { counts.append((second, 0, 0)) }
+        if started { counts[counts.count - 1].started += 1 } else { counts[counts.count - 1].dropped += 1 }
     }
 }
