@@ -150,14 +150,18 @@ public struct Curve: Sendable {
     }
 
     func piece(at t: Int64) -> Piece? {
+        pieceIndex(at: t).map { pieces[$0] }
+    }
+
+    /// The index of the last piece starting at or before `t` (a binary search).
+    func pieceIndex(at t: Int64) -> Int? {
         guard !pieces.isEmpty else { return nil }
-        // Binary search: the last piece starting at or before t.
         var (lo, hi) = (0, pieces.count - 1)
         while lo < hi {
             let mid = (lo + hi + 1) / 2
             if pieces[mid].startMs <= t { lo = mid } else { hi = mid - 1 }
         }
-        return pieces[lo]
+        return lo
     }
 
     /// `A(t)`: the iterations the curve asks for from the start to `t` ms (clamped to the run).
@@ -214,15 +218,44 @@ public struct Curve: Sendable {
         if let (scale, base) = scale(atMs: t) {
             return Double(base) + Double(scale.targetMilli) * (t - Double(scale.fromTick * tickMs)) / 1_000_000
         }
-        guard let p = piece(at: Int64(t.rounded(.down))) else { return 0 }
-        let tau = t - Double(p.startMs)
-        if p.everyMs == 0 {
-            let d = Double(p.durationMs)
-            return p.beforeApprox + (2 * d * Double(p.r0) * tau + Double(p.r1 - p.r0) * tau * tau) / (2_000_000 * d)
+        // Fields read in place: copying a Piece would retain and release its arrays.
+        guard let i = pieceIndex(at: Int64(t.rounded(.down))) else { return 0 }
+        let tau = t - Double(pieces[i].startMs)
+        let everyMs = pieces[i].everyMs
+        if everyMs == 0 {
+            let d = Double(pieces[i].durationMs)
+            return pieces[i].beforeApprox + (2 * d * Double(pieces[i].r0) * tau + Double(pieces[i].r1 - pieces[i].r0) * tau * tau) / (2_000_000 * d)
         }
-        let j = min(Int(tau / Double(p.everyMs)), p.steps.count - 1)
-        let partial = Double(p.steps[j]) * (tau - Double(j) * Double(p.everyMs))
-        return p.beforeApprox + (Double(p.prefix[j]) + partial) / 1_000_000
+        let j = min(Int(tau / Double(everyMs)), pieces[i].steps.count - 1)
+        let partial = Double(pieces[i].steps[j]) * (tau - Double(j) * Double(everyMs))
+        return pieces[i].beforeApprox + (Double(pieces[i].prefix[j]) + partial) / 1_000_000
+    }
+
+    /// `A⁻¹(target)` in closed form, when the part of the curve in force at `t0` (a live
+    /// scale, or a linear stage) reaches `target` before it ends; nil otherwise (a stepped
+    /// stage, a rate of 0, an answer past the part), and the caller searches instead.
+    func inverseApprox(_ target: Double, near t0: Double) -> Double? {
+        if let (scale, base) = scale(atMs: t0) {
+            guard scale.targetMilli > 0 else { return nil }
+            let t = Double(scale.fromTick * tickMs) + (target - Double(base)) * 1_000_000 / Double(scale.targetMilli)
+            // A later scale would change the rate before t.
+            if let later = scales.first(where: { Double($0.scale.fromTick * tickMs) > t0 }), Double(later.scale.fromTick * tickMs) <= t { return nil }
+            return t >= t0 ? t : nil
+        }
+        guard let i = pieceIndex(at: Int64(t0.rounded(.down))), pieces[i].everyMs == 0 else { return nil }
+        // A(τ) = before + b·τ + a·τ² on this stage; the root of a·τ² + b·τ = c, in the form
+        // that stays exact when a is 0 or small: τ = 2c / (b + √(b² + 4ac)).
+        let d = Double(pieces[i].durationMs)
+        let a = Double(pieces[i].r1 - pieces[i].r0) / (2_000_000 * d)
+        let b = Double(pieces[i].r0) / 1_000_000
+        let c = target - pieces[i].beforeApprox
+        let disc = b * b + 4 * a * c
+        guard c >= 0, disc >= 0 else { return nil }
+        let denominator = b + disc.squareRoot()
+        guard denominator > 0 else { return nil }
+        let tau = 2 * c / denominator
+        guard tau <= d else { return nil }
+        return Double(pieces[i].startMs) + tau
     }
 
     /// `A⁻¹(g)`: when iteration `g` of tick `n` is meant to start, in ms since the run's start.
@@ -267,6 +300,8 @@ public struct TickSchedule: Sendable {
     public mutating func startMs(ofIteration g: Int64) -> Double {
         let target = Double(g)
         if curve.cumulativeApprox(atMs: lo) >= target { return lo }
+        // A steady rate or a linear ramp: solved, not searched.
+        if let t = curve.inverseApprox(target, near: lo), t >= lo, t < hi { return min(t, end - 0.001) }
         // Gallop: widen from lo until A reaches g, then bisect to a microsecond.
         var step = max(gap, 0.001)
         var upper = min(lo + step, hi)

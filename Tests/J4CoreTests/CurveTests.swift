@@ -123,11 +123,15 @@ struct CurveVUTests {
     }
 
     @Test("a tick's schedule agrees with A⁻¹ to a microsecond", arguments: [
-        (0.0, 100.0, "10s", "linear"), (20_000, 20_000, "2s", "linear"), (5, 5_000, "4s", "exponential"), (1, 1, "5s", "linear"), (0, 3_000, "6s", "step"),
+        (0.0, 100.0, "10s", "linear", 0), (20_000, 20_000, "2s", "linear", 0), (5, 5_000, "4s", "exponential", 0), (1, 1, "5s", "linear", 0), (0, 3_000, "6s", "step", 0),
+        // Solved in closed form: a ramp down to 0, a slow odd rate, a ramp between odd rates.
+        (3_000, 0, "3s", "linear", 0), (0.7, 0.7, "9s", "linear", 0), (123.456, 7.89, "4s", "linear", 0),
+        // Live scales (from tick 2 to 2,500/s, from tick 4 to 0.5/s) on a ramp.
+        (100, 900, "7s", "linear", 2),
     ])
-    func tickSchedule(start: Double, target: Double, duration: String, shape: String) throws {
+    func tickSchedule(start: Double, target: Double, duration: String, shape: String, scales: Int) throws {
         let d = try definition(start: start, stages: [(duration, target, shape == "linear" ? nil : shape, shape == "step" ? "1s" : nil)])
-        let curve = Curve(d)
+        let curve = Curve(d, scales: Array([Curve.Scale(fromTick: 2, targetMilli: 2_500_000), Curve.Scale(fromTick: 4, targetMilli: 500)].prefix(scales)))
         for n in Int64(0)..<curve.tickCount {
             var schedule = TickSchedule(curve: curve, tick: n)
             for g in curve.firstIteration(ofTick: n)..<curve.firstIteration(ofTick: n + 1) {

@@ -8,7 +8,8 @@
 #   J4_BIN=path/to/j4 bash scripts/bench/throughput.sh      # a j4 you built yourself
 #   TOOLS="j4-vus wrk" bash scripts/bench/throughput.sh     # a subset
 #
-# j4-vus and j4-rate run the built-in http scenario (vus and arrival-rate); j4-scenario and
+# j4-vus and j4-rate run the built-in http scenario (vus and arrival-rate, the rate far above
+# what one core reaches); j4-rate-held holds RATE_HELD/s (default 30,000); j4-scenario and
 # j4-scenario2 run scenarios written in Swift (examples/bench-scenarios: one it.request per
 # iteration; two requests and a check), each a request per VU at a time, as j4-vus.
 # Over HTTPS (nginx's TLS port, HTTP/1.1 or HTTP/2 by ALPN): j4-https (the built-in scenario,
@@ -18,7 +19,7 @@ source "$(dirname "$0")/lib.sh"
 seconds=${1:-10}
 reps=${2:-3}
 conns=${3:-50}
-tools=${TOOLS:-"j4-vus j4-rate j4-scenario j4-scenario2 wrk hey h2load ab locust-fast j4-https hey-https j4-h2 h2load-h2"}
+tools=${TOOLS:-"j4-vus j4-rate j4-rate-held j4-scenario j4-scenario2 wrk hey h2load ab locust-fast j4-https hey-https j4-h2 h2load-h2"}
 bench_install
 bench_build
 case " $tools " in
@@ -65,6 +66,9 @@ YAML
 done
 # A rate no single core reaches: iterations beyond maxInFlight in flight are dropped.
 hold_definition "$BENCH_WORK/rate.yaml" throughput-rate 200000 "$seconds" 64 "$url" "$conns"
+# A rate one core sustains (RATE_HELD, default 30,000/s): what an arrival-rate run costs per
+# request when it is not dropping most of what it decides.
+hold_definition "$BENCH_WORK/rate-held.yaml" throughput-rate-held "${RATE_HELD:-30000}" "$seconds" 64 "$url" "$conns"
 cat > "$BENCH_WORK/locustfile.py" <<'PY'
 from locust import FastHttpUser, constant, task
 class Tight(FastHttpUser):
@@ -78,7 +82,7 @@ PY
 measure() {
   local tool=$1 out="$BENCH_WORK/out.txt" t="$BENCH_WORK/time.txt" n
   case $tool in
-    j4-vus|j4-rate)
+    j4-vus|j4-rate|j4-rate-held)
       local def=$BENCH_WORK/${tool#j4-}.yaml
       taskset -c 0 /usr/bin/time -o "$t" -f "%U %S" "$J4_BIN" run "$def" --redis "$REDIS_URL" --quiet --summary-json "$BENCH_WORK/s.json" > "$out" 2>&1 || true
       n=$(python3 -c "import json; print(json.load(open('$BENCH_WORK/s.json'))['ok'])") ;;

@@ -68,10 +68,14 @@ extension RunWorker {
     /// Fires the iterations of tick `n` granted to this worker (those of `shards` in `range`),
     /// each at its intended start.
     ///
-    /// The loop sleeps until the next iteration is due, then takes every iteration due by
-    /// then as one batch (more than one when the process woke late or the rate is high): one
-    /// lock of the worker's state decides them all, in order, by ``Admission``, and their
-    /// counts go to the metrics once per second of the batch rather than once per iteration.
+    /// The loop sleeps until the next iteration is due, then takes as one batch every
+    /// iteration of the tick due within ``fireWindow`` of then (more than one when the rate is
+    /// high or the process woke late): one lock of the worker's state decides them all, in
+    /// order, by ``Admission``, their counts go to the metrics once per second of the batch,
+    /// and they are handed to the executor together, so a busy run wakes its threads once a
+    /// window rather than once an iteration. An iteration may so start up to the window
+    /// before its intended time, never before its tick (the batch waits for its first), and
+    /// its latency is then measured from when it started.
     func fireIterations(tick n: Int64, shards: Set<Int>, range: Range<Int64>) async {
         // A grant that does not match this worker's curve means a scale it has not heard of yet.
         var curve = self.curve
@@ -108,7 +112,7 @@ extension RunWorker {
                 batch.removeAll(keepingCapacity: true)
                 batch.append(first)
                 next = place(from: &g)
-                while let p = next, batch.count < 1024, p.at.map({ $0 <= now + TimingExecutor.slack }) ?? true {
+                while let p = next, batch.count < 1024, p.at.map({ $0 <= now + RunWorker.fireWindow }) ?? true {
                     batch.append(p)
                     next = place(from: &g)
                 }
@@ -165,8 +169,13 @@ extension RunWorker {
         }
     }
 
-    /// Runs one admitted iteration on a pooled VU and records how it ended.
-    func runGranted(_ p: Placed, tick n: Int64, at: ContinuousClock.Instant) async {
+    /// How far ahead of now a wake-up of the fire loop takes iterations into its batch.
+    static let fireWindow: Duration = .milliseconds(1)
+
+    /// Runs one admitted iteration on a pooled VU and records how it ended: its latency runs
+    /// from its intended start, or from when it started if that was earlier (``fireWindow``).
+    func runGranted(_ p: Placed, tick n: Int64, at intended: ContinuousClock.Instant) async {
+        let at = min(intended, ContinuousClock.now)
         var ok = true
         var errorClassName: String?
         var traceID = ""
