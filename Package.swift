@@ -145,6 +145,20 @@ let package = Package(
         .executableTarget(name: "j4-example", dependencies: ["J4"], path: "examples/custom-scenario", swiftSettings: settings),
         // Scenarios in Swift that scripts/bench/throughput.sh measures next to the built-in one.
         .executableTarget(name: "j4-bench-scenarios", dependencies: ["J4"], path: "examples/bench-scenarios", swiftSettings: settings),
+        // gRPC and WebSocket through J4 next to bare client loops, for scripts/bench/protocols.sh.
+        .executableTarget(
+            name: "j4-bench-protocols",
+            dependencies: [
+                "J4", "J4GRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/bench-protocols",
+            swiftSettings: settings),
         // The code of docs/SCENARIOS.md, compiled so that the guide cannot rot.
         .executableTarget(
             name: "j4-guide",

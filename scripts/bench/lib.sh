@@ -149,3 +149,26 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if
 
 # Waits until a j4 process' log names the run start (or 30 s).
 wait_for_file_text() { for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# Runs `measure TOOL` (the calling script's; it prints "count cpu_seconds") for each of
+# $1 (tools), $2 rounds interleaved, $3 seconds each; prints every line, then the medians
+# per second and per CPU-second under the unit $4 (e.g. req). Lines go to $BENCH_WORK/results.txt.
+bench_rounds() {
+  local tools=$1 reps=$2 seconds=$3 unit=$4 rep tool n cpu rps per
+  echo "# rep tool count ${unit}_per_s cpu_s ${unit}_per_cpu_s"
+  for rep in $(seq "$reps"); do
+    for tool in $tools; do
+      read -r n cpu < <(measure "$tool")
+      rps=$(awk -v n="$n" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+      per=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
+      echo "$rep $tool $n $rps $cpu $per" | tee -a "$BENCH_WORK/results.txt"
+    done
+  done
+  echo "# medians"
+  printf "%-12s %12s %16s\n" tool "$unit/s" "$unit/CPU-second"
+  for tool in $tools; do
+    rps=$(awk -v t="$tool" '$2 == t {print $4}' "$BENCH_WORK/results.txt" | median)
+    per=$(awk -v t="$tool" '$2 == t {print $6}' "$BENCH_WORK/results.txt" | median)
+    printf "%-12s %12s %16s\n" "$tool" "$rps" "$per"
+  done
+}

@@ -125,19 +125,4 @@ measure() {
 
 echo "# throughput: $seconds s per measurement, $reps repetitions, $conns connections, nginx 1 worker on core 1, generator on core 0"
 echo "# $(nproc) cores, $(uname -r), j4 $J4_BIN"
-echo "# rep tool requests req_per_s cpu_s req_per_cpu_s"
-for rep in $(seq "$reps"); do
-  for tool in $tools; do
-    read -r n cpu < <(measure "$tool")
-    rps=$(awk -v n="$n" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
-    per=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
-    echo "$rep $tool $n $rps $cpu $per" | tee -a "$BENCH_WORK/results.txt"
-  done
-done
-echo "# medians"
-printf "%-12s %12s %16s\n" tool "req/s" "req/CPU-second"
-for tool in $tools; do
-  rps=$(awk -v t="$tool" '$2 == t {print $4}' "$BENCH_WORK/results.txt" | median)
-  per=$(awk -v t="$tool" '$2 == t {print $6}' "$BENCH_WORK/results.txt" | median)
-  printf "%-12s %12s %16s\n" "$tool" "$rps" "$per"
-done
+bench_rounds "$tools" "$reps" "$seconds" req
