@@ -8,7 +8,7 @@ J4_ROOT=$PWD
 bench_install() {
   bash scripts/setup.sh demo
   local missing=()
-  for pair in nginx:nginx wrk:wrk hey:hey h2load:nghttp2-client ab:apache2-utils; do
+  for pair in nginx:nginx wrk:wrk hey:hey h2load:nghttp2-client ab:apache2-utils openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -49,7 +49,7 @@ bench_nginx() {
   mkdir -p "$BENCH_WORK/nginx"
   # A certificate for 127.0.0.1, which J4 trusts with --ca-file (hey and h2load do not check).
   [ -f "$BENCH_WORK/tls.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$BENCH_WORK/tls.key" -out "$BENCH_WORK/tls.pem" \
-    -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+    -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null
   cat > "$BENCH_WORK/nginx.conf" <<NGINX
 worker_processes 1;
 daemon on;
@@ -74,7 +74,6 @@ http {
     ssl_certificate $BENCH_WORK/tls.pem;
     ssl_certificate_key $BENCH_WORK/tls.key;
     ssl_session_cache shared:tls:1m;
-    http2_max_requests 10000000;
     location / { default_type text/plain; return 200 "ok\n"; }
   }
 }

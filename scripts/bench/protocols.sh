@@ -47,6 +47,8 @@ done
 # Runs one tool on core 0; prints "messages cpu_seconds".
 measure() {
   local tool=$1 out="$BENCH_WORK/out.txt" t="$BENCH_WORK/time.txt" n
+  # A run that fails leaves no summary: it counts 0, not the previous tool's count.
+  rm -f "$BENCH_WORK/s.json"
   case $tool in
     j4-grpc|j4-ws)
       local def=$BENCH_WORK/grpc-unary.yaml

@@ -13,8 +13,9 @@
 # j4-scenario2 run scenarios written in Swift (examples/bench-scenarios: one it.request per
 # iteration; two requests and a check), each a request per VU at a time, as j4-vus.
 # Over HTTPS (nginx's TLS port, HTTP/1.1 or HTTP/2 by ALPN): j4-https (the built-in scenario,
-# HTTP/1.1 on the lean client) next to hey-https; j4-h2 (version "2", AsyncHTTPClient) next to
-# h2load-h2 (-m 1: one stream at a time per connection, as a VU sends).
+# HTTP/1.1 on the lean client) next to hey-https; j4-h2 (version "2", AsyncHTTPClient, which
+# multiplexes the VUs' requests on a few connections) next to h2load-h2 (50 connections, one
+# stream at a time on each).
 source "$(dirname "$0")/lib.sh"
 seconds=${1:-10}
 reps=${2:-3}
@@ -81,6 +82,8 @@ PY
 # Runs one tool on core 0; prints "requests cpu_seconds".
 measure() {
   local tool=$1 out="$BENCH_WORK/out.txt" t="$BENCH_WORK/time.txt" n
+  # A run that fails leaves no summary: it counts 0, not the previous tool's count.
+  rm -f "$BENCH_WORK/s.json"
   case $tool in
     j4-vus|j4-rate|j4-rate-held)
       local def=$BENCH_WORK/${tool#j4-}.yaml

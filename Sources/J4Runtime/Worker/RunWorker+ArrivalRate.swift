@@ -157,7 +157,7 @@ extension RunWorker {
                 }
                 for (p, ok) in zip(batch, admitted) where ok {
                     guard let at = p.at else { continue }
-                    telemetry.scheduleLag.recordNanoseconds(max(0, Telemetry.nanos(at.duration(to: now))))  // may start up to 0.5 ms early; a negative duration breaks the Prometheus histogram
+                    telemetry.scheduleLag.recordNanoseconds(max(0, Telemetry.nanos(at.duration(to: now))))  // may start up to fireWindow early; a negative duration breaks the Prometheus histogram
                     group.addTask(executorPreference: globalConcurrentExecutor) { [self] in
                         await runGranted(p, tick: n, at: at)
                     }

@@ -97,33 +97,44 @@ public final class LeanHTTP1Connection: Sendable {
 
     private func connected(within timeout: TimeAmount) async throws -> LeanHTTP1Handler {
         if let handler = slot.withLock({ s -> LeanHTTP1Handler? in s.flatMap { $0.0.isActive && $0.1.open.load(ordering: .acquiring) ? $0.1 : nil } }) { return handler }
-        let handler = LeanHTTP1Handler()
-        handler.handshaking = tls
-        let channel: any Channel
-        var ssl: NIOSSLClientHandler?
+        var context: NIOSSLContext?
         if tls {
-            do {
-                // SNI and the name checked are the host's; for an IP address, its SAN entry.
-                ssl = try NIOSSLClientHandler(context: LoadTrust.leanContext(), serverHostname: (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
-            } catch {
+            do { context = try LoadTrust.leanContext() } catch {
                 throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
             }
         }
+        // SNI and the name checked are the host's; for an IP address, its SAN entry.
+        let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+        let channel: any Channel
         do {
+            // The handlers are made per channel: connecting to a name with several addresses
+            // tries more than one channel, and a handler shared with a losing attempt would be
+            // closed under the winner.
             channel = try await ClientBootstrap(group: loop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(min(.seconds(5), timeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        if let ssl { try channel.pipeline.syncOperations.addHandler(ssl) }
+                        let handler = LeanHTTP1Handler()
+                        if let context {
+                            handler.handshaking = true
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(handler)
                     }
                 }
                 .connect(host: host, port: port).get()
         } catch ChannelError.connectTimeout(let after) {
             throw LeanHTTPError(errorClass: "timeout", message: "no connection to \(host):\(port) within \(after)")
+        } catch let error where error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
         } catch {
             throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
+        }
+        let handler: LeanHTTP1Handler
+        do { handler = try await channel.pipeline.handler(type: LeanHTTP1Handler.self).get() } catch {
+            // Closed between connecting and now.
+            throw LeanHTTPError(errorClass: "connection_closed", message: "the connection to \(host):\(port) closed at once")
         }
         slot.withLock { $0 = (channel, handler) }
         return handler

@@ -7,11 +7,10 @@ import Synchronization
 /// and the lean client (HTTP/1.1 over TLS) are made from the same configuration, so both
 /// accept the same servers.
 public enum LoadTrust {
-    /// The configuration the lean client uses; the system's CAs until ``use(_:)``.
-    private static let configured = Mutex<TLSConfiguration>(TLSConfiguration.makeClientConfiguration())
-    /// The lean client's context, made once from `configured` (a context loads its CAs once;
-    /// a connection made from it costs only its handshake).
-    private static let lean = Mutex<NIOSSLContext?>(nil)
+    /// The configuration the lean client uses (the system's CAs until ``use(_:)``), and its
+    /// context, made once from it (a context loads its CAs once; a connection made from it
+    /// costs only its handshake). One lock: a context is never made from a replaced trust.
+    private static let state = Mutex<(configuration: TLSConfiguration, lean: NIOSSLContext?)>((TLSConfiguration.makeClientConfiguration(), nil))
 
     /// A client configuration that trusts the system's CAs and those in `caFile`. Throws
     /// ``LoadTrustError`` when the file cannot be read as PEM certificates.
@@ -30,18 +29,19 @@ public enum LoadTrust {
     /// Makes `configuration` the lean client's trust (the CLI calls it once, at start-up,
     /// with the configuration it gives AsyncHTTPClient).
     public static func use(_ configuration: TLSConfiguration) {
-        configured.withLock { $0 = configuration }
-        lean.withLock { $0 = nil }
+        state.withLock { $0 = (configuration, nil) }
     }
 
     /// The lean client's TLS context: the configured trust, and HTTP/1.1 offered by ALPN.
     static func leanContext() throws -> NIOSSLContext {
-        if let context = lean.withLock({ $0 }) { return context }
-        var tls = configured.withLock { $0 }
-        tls.applicationProtocols = ["http/1.1"]
-        let context = try NIOSSLContext(configuration: tls)
-        lean.withLock { $0 = $0 ?? context }
-        return lean.withLock { $0! }
+        try state.withLock { s in
+            if let context = s.lean { return context }
+            var tls = s.configuration
+            tls.applicationProtocols = ["http/1.1"]
+            let context = try NIOSSLContext(configuration: tls)
+            s.lean = context
+            return context
+        }
     }
 }
 
