@@ -105,6 +105,8 @@ public final class LeanHTTP1Connection: Sendable {
         }
         // SNI and the name checked are the host's; for an IP address, its SAN entry.
         let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+        // Each attempt's handler, by its channel: the connected channel's is the one kept.
+        let made = Mutex<[ObjectIdentifier: LeanHTTP1Handler]>([:])
         let channel: any Channel
         do {
             // The handlers are made per channel: connecting to a name with several addresses
@@ -116,6 +118,7 @@ public final class LeanHTTP1Connection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = LeanHTTP1Handler()
+                        made.withLock { $0[ObjectIdentifier(channel)] = handler }
                         if let context {
                             handler.handshaking = true
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
@@ -131,10 +134,10 @@ public final class LeanHTTP1Connection: Sendable {
         } catch {
             throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
         }
-        let handler: LeanHTTP1Handler
-        do { handler = try await channel.pipeline.handler(type: LeanHTTP1Handler.self).get() } catch {
-            // Closed between connecting and now.
-            throw LeanHTTPError(errorClass: "connection_closed", message: "the connection to \(host):\(port) closed at once")
+        // Taken from the attempt, not from the pipeline: a handshake refused at once may have
+        // closed the channel and emptied its pipeline already, and the handler says why.
+        guard let handler = made.withLock({ $0[ObjectIdentifier(channel)] }) else {
+            throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port)")
         }
         slot.withLock { $0 = (channel, handler) }
         return handler
