@@ -283,11 +283,19 @@ extension HTTPClient {
     /// The HTTP client VUs share: keep-alive, a generous pool, no redirects followed. It trusts the system's CAs plus those in `caFile` (or
     /// `$J4_CA_FILE`), for targets with certificates of a private CA.
     static func makeLoadClient(caFile: String? = nil) throws -> HTTPClient {
-        var config = HTTPClient.Configuration()
-        let tls: TLSConfiguration
-        do { tls = try LoadTrust.configuration(caFile: caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"]) } catch {
+        try makeLoadClient(tls: loadTrust(caFile: caFile))
+    }
+
+    /// The TLS trust of `caFile` (or `$J4_CA_FILE`), or a CLI error naming the file.
+    static func loadTrust(caFile: String?) throws -> TLSConfiguration {
+        do { return try LoadTrust.configuration(caFile: caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"]) } catch {
             throw CLIError.invalid("\(error)")
         }
+    }
+
+    /// The load client with the trust `tls`, already checked.
+    static func makeLoadClient(tls: TLSConfiguration) -> HTTPClient {
+        var config = HTTPClient.Configuration()
         config.tlsConfiguration = tls
         // The lean client (HTTP/1.1 over TLS) trusts the same CAs.
         LoadTrust.use(tls)

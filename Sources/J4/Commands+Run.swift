@@ -97,12 +97,12 @@ struct RunCommand: AsyncParsableCommand {
     func execute(definition: RunDefinition, catalog: ScenarioCatalog, endpoint: RedisEndpoint, logger: Logger) async throws {
         // Options checked before the run is submitted: a bad one writes nothing.
         let limits = try limitOptions.limits()
-        do { _ = try LoadTrust.configuration(caFile: caFile ?? ProcessInfo.processInfo.environment["J4_CA_FILE"]) } catch { throw CLIError.invalid("\(error)") }
+        let tls = try HTTPClient.loadTrust(caFile: caFile)
         let control = RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-run"))
         let run: String
         do { run = try await RunStore.submit(definition, on: control) } catch { throw CLIError.infrastructure("cannot submit to \(endpoint): \(error)") }
 
-        let http = try HTTPClient.makeLoadClient(caFile: caFile)
+        let http = HTTPClient.makeLoadClient(tls: tls)
         let metricsEndpoint = try await metricsOptions.start()
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in

@@ -30,7 +30,7 @@ final class TimingExecutor: TaskExecutor, @unchecked Sendable {
     private var timers: [UInt64: Timer] = [:]
     private var nextTimer: UInt64 = 0
     /// A timer this close to its deadline fires now: the condition's wait is not finer.
-    static let slack: Duration = .microseconds(100)
+    private static let slack: Duration = .microseconds(100)
 
     private init() {
         pthread_mutex_init(mutex, nil)

@@ -129,7 +129,7 @@ public final class LeanHTTP1Connection: Sendable {
                 .connect(host: host, port: port).get()
         } catch ChannelError.connectTimeout(let after) {
             throw LeanHTTPError(errorClass: "timeout", message: "no connection to \(host):\(port) within \(after)")
-        } catch let error where error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+        } catch let error where LeanHTTP1Handler.errorClass(error) == "tls" {
             throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
         } catch {
             throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
