@@ -30,14 +30,7 @@ final class ScriptedServer: Sendable {
     init(_ replies: [Reply], tls: NIOSSLContext? = nil) async throws {
         let state = State(replies)
         self.state = state
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { child in
-                child.eventLoop.makeCompletedFuture {
-                    if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try child.pipeline.syncOperations.addHandler(ConnectionHandler(state: state))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        channel = try await testServer(tls: tls) { try $0.addHandler(ConnectionHandler(state: state)) }
     }
 
     var seen: Seen { state.seen.withLock { $0 } }
@@ -87,6 +80,18 @@ final class ScriptedServer: Sendable {
             }
         }
     }
+}
+
+/// A server on a free port of 127.0.0.1 whose connections get `handlers` (behind TLS when given).
+func testServer(tls: NIOSSLContext?, _ handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void) async throws -> any Channel {
+    try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .childChannelInitializer { child in
+            child.eventLoop.makeCompletedFuture {
+                if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                try handlers(child.pipeline.syncOperations)
+            }
+        }
+        .bind(host: "127.0.0.1", port: 0).get()
 }
 
 /// Certificates made once by openssl for the TLS rows: `trusted` (for 127.0.0.1) and `named`

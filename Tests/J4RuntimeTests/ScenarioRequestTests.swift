@@ -56,12 +56,32 @@ struct ScenarioRequestTests {
         #expect(String(buffer: bytes) == expected, "\(name)")
     }
 
+    @Test("the HTTP/2 header block sent: pseudo-headers first, names in lower case, what HTTP/2 forbids left out", arguments: [
+        ("GET, no body", ScenarioRequest(method: "GET", url: "http://h:1/x?y=1", headers: [("Accept", "*/*")], body: nil),
+         ":method=GET :scheme=http :authority=h:1 :path=/x?y=1 accept=*/* x-j4-run=r1 traceparent=00-aa-bb-01"),
+        ("POST over TLS with a body: content-length", ScenarioRequest(method: "POST", url: "https://h/x", headers: [("content-type", "application/json")], body: ByteBuffer(string: "{}")),
+         ":method=POST :scheme=https :authority=h :path=/x content-type=application/json x-j4-run=r1 traceparent=00-aa-bb-01 content-length=2"),
+        ("the user's host is the authority; connection headers go; te only as trailers",
+         ScenarioRequest(method: "PUT", url: "http://h/", headers: [("Host", "api.example"), ("Connection", "keep-alive"), ("Keep-Alive", "5"), ("Upgrade", "h2c"), ("TE", "gzip"), ("X-J4-Run", "forged"), ("Transfer-Encoding", "chunked")], body: nil),
+         ":method=PUT :scheme=http :authority=api.example :path=/ x-j4-run=r1 traceparent=00-aa-bb-01 content-length=0"),
+        ("te: trailers stays (gRPC sends it)", ScenarioRequest(method: "POST", url: "http://h/s", headers: [("te", "trailers")], body: ByteBuffer(string: "x")),
+         ":method=POST :scheme=http :authority=h :path=/s te=trailers x-j4-run=r1 traceparent=00-aa-bb-01 content-length=1"),
+    ])
+    func http2Block(name: String, request: ScenarioRequest, expected: String) throws {
+        let target = try #require(LeanTarget(url: request.url))
+        let h2 = try #require(request.http2(for: target, own: Self.own))
+        #expect(h2.headers.map { "\($0.name)=\($0.value)" }.joined(separator: " ") == expected, "\(name)")
+        #expect(h2.body == request.body && h2.head == false)
+    }
+
     @Test("a header the lean client would not send as it is goes to AsyncHTTPClient, which says why", arguments: [
         [("x-a", "line\r\nbreak")], [("bad name", "v")], [("x-nul", "a\u{0}b")],
     ])
     func unsendable(headers: [(String, String)]) throws {
         let request = ScenarioRequest(method: "GET", url: "http://h/", headers: headers, body: nil)
-        #expect(request.serialized(for: try #require(LeanTarget(url: request.url)), own: Self.own) == nil)
+        let target = try #require(LeanTarget(url: request.url))
+        #expect(request.serialized(for: target, own: Self.own) == nil)
+        #expect(request.http2(for: target, own: Self.own) == nil)
     }
 
     @Test("merging replaces every header of the same name, whatever its case")

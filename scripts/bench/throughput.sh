@@ -13,8 +13,8 @@
 # j4-scenario2 run scenarios written in Swift (examples/bench-scenarios: one it.request per
 # iteration; two requests and a check), each a request per VU at a time, as j4-vus.
 # Over HTTPS (nginx's TLS port, HTTP/1.1 or HTTP/2 by ALPN): j4-https (the built-in scenario,
-# HTTP/1.1 on the lean client) next to hey-https; j4-h2 (version "2", AsyncHTTPClient, which
-# multiplexes the VUs' requests on a few connections) next to h2load-h2 (50 connections, one
+# HTTP/1.1 on the lean client) next to hey-https; j4-h2 (version "2", the lean HTTP/2 client,
+# a connection per VU with one stream in flight) next to h2load-h2 (50 connections, one
 # stream at a time on each).
 source "$(dirname "$0")/lib.sh"
 seconds=${1:-10}

@@ -20,12 +20,12 @@ public struct UnexpectedStatus: ClassifiedError, CustomStringConvertible {
 ///   request: { method: GET, url: "http://127.0.0.1:8080/", headers: { accept: "*/*" }, body: "" }
 ///   expect: { status: 200 }      # a status or a list; default: any 2xx
 ///   timeout: 10s                 # default 30s
-///   version: "1.1"               # or "2": HTTP/2 where an https:// server offers it
+///   version: "1.1"               # or "2": HTTP/2 (by ALPN over https://, h2c over http://)
 /// ```
 ///
-/// HTTP/1.1 (the default) goes on J4's lean client, over TLS for `https://`; `version: "2"`
-/// goes on AsyncHTTPClient, which offers HTTP/2 by ALPN and keeps HTTP/1.1 for a server
-/// that does not take it.
+/// Both go on J4's lean client, over TLS for `https://`. With `version: "2"` each VU's
+/// requests go over HTTP/2: offered by ALPN to an `https://` server (HTTP/1.1 kept for one
+/// that does not choose it), spoken at once (prior knowledge) to an `http://` one.
 package enum HTTPScenario {
     /// The request each iteration sends.
     struct Plan: Sendable {
@@ -35,7 +35,7 @@ package enum HTTPScenario {
         var body: [UInt8]?
         var expect: Set<Int>?
         var timeout: TimeAmount
-        /// Asks for HTTP/2 (AsyncHTTPClient) instead of the lean HTTP/1.1 client.
+        /// Asks for HTTP/2 instead of HTTP/1.1.
         var http2 = false
     }
 
@@ -94,7 +94,7 @@ package enum HTTPScenario {
         switch params["version"] {
         case nil, .string("1.1")?: break
         case .string("2")?: http2 = true
-        case let other?: problem("version", other, "\"1.1\" or \"2\" (HTTP/2 where the server offers it)")
+        case let other?: problem("version", other, "\"1.1\" or \"2\" (HTTP/2: by ALPN over https://, prior knowledge over http://)")
         }
         guard problems.isEmpty, let url else { return (nil, problems) }
         return (Plan(method: HTTPMethod(rawValue: methodText.uppercased()), url: url, headers: headers, body: body, expect: expect, timeout: timeout, http2: http2), [])
@@ -118,6 +118,7 @@ package enum HTTPScenario {
         }
         // Refused here, at setup: no connection is opened, no request sent.
         try vu.targets.check(url: plan.url)
+        if plan.http2, let lean = LeanHTTP2Request(plan: plan, vu: vu) { return lean.iteration(vu) }
         if let lean = LeanRequest(plan: plan, vu: vu) { return lean.iteration(vu) }
         var base = HTTPClientRequest(url: plan.url)
         base.method = plan.method
@@ -160,9 +161,9 @@ struct LeanRequest: Sendable {
     let expect: Set<Int>?
     let timeout: TimeAmount
 
-    /// Nil for a URL the lean client does not serve, or when the run asks for HTTP/2.
+    /// Nil for a URL the lean client does not serve.
     init?(plan: HTTPScenario.Plan, vu: VUContext) {
-        guard !plan.http2, let target = LeanTarget(url: plan.url) else { return nil }
+        guard let target = LeanTarget(url: plan.url) else { return nil }
         host = target.host
         port = target.port
         tls = target.tls

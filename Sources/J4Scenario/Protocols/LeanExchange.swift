@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import Synchronization
 
@@ -52,12 +53,16 @@ struct LeanTarget: Sendable, Equatable {
     var key: String { "\(tls ? "https" : "http") \(host) \(port)" }
 }
 
-/// The lean connections of one VU, by scheme, host and port: one per request in flight, kept open for
-/// the next request, all closed when the VU ends.
+/// The lean connections of one VU, by scheme, host and port, all closed when the VU ends:
+/// over HTTP/1.1, one per request in flight, kept open for the next request; over HTTP/2,
+/// one that carries them all.
 final class LeanConnections: Sendable {
     struct State {
         var idle: [String: [LeanHTTP1Connection]] = [:]
         var all: [LeanHTTP1Connection] = []
+        var http2: [String: LeanHTTP2Connection] = [:]
+        /// Hosts that did not choose `h2` by ALPN: HTTP/1.1 for them from then on.
+        var http1Only: Set<String> = []
         /// URLs parsed already (a VU mostly sends to a few): nil when the lean client does not serve it.
         var targets: [String: LeanTarget?] = [:]
         /// The VU has ended: a connection given back now is closed, none is kept.
@@ -96,13 +101,34 @@ final class LeanConnections: Sendable {
         if !keep { connection.close() }
     }
 
+    /// The HTTP/2 connection to `target`, or nil when its server did not offer HTTP/2 or the VU has ended.
+    func http2(_ target: LeanTarget) -> LeanHTTP2Connection? {
+        state.withLock { s in
+            if let c = s.http2[target.key] { return c }
+            guard !s.closed, !s.http1Only.contains(target.key) else { return nil }
+            let c = LeanHTTP2Connection(host: target.host, port: target.port, tls: target.tls)
+            s.http2[target.key] = c
+            return c
+        }
+    }
+
+    /// `target`'s server chose HTTP/1.1 when offered HTTP/2: its requests go over HTTP/1.1 from now on.
+    func http1Only(_ target: LeanTarget) {
+        let dropped = state.withLock { s in
+            s.http1Only.insert(target.key)
+            return s.http2.removeValue(forKey: target.key)
+        }
+        dropped?.close()
+    }
+
     /// Closes every connection; later ones are closed when given back.
     func close() {
-        let all = state.withLock { s -> [LeanHTTP1Connection] in
+        let (all, http2) = state.withLock { s -> ([LeanHTTP1Connection], [LeanHTTP2Connection]) in
             defer { s = State(closed: true) }
-            return s.all
+            return (s.all, Array(s.http2.values))
         }
         for c in all { c.close() }
+        for c in http2 { c.close() }
     }
 }
 
@@ -135,15 +161,31 @@ struct ScenarioRequest: Sendable {
         HTTPScenario.isToken(name) && !value.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
     }
 
-    /// The whole request on the wire for `target`, with J4's own headers `own` (they win over
-    /// the user's of the same name), or nil when a header could not be sent as it is (a name
-    /// that is not a token, a value with a line break): AsyncHTTPClient then says why.
-    func serialized(for target: LeanTarget, own: [(String, String)]) -> ByteBuffer? {
+    /// The headers to send: the user's (but those J4 sends itself and the framing headers,
+    /// `content-length` and `transfer-encoding`, which J4 writes), then J4's own `own` (they win
+    /// over the user's of the same name). Nil when one could not be sent as it is (a name that
+    /// is not a token, a value with a line break): AsyncHTTPClient then says why.
+    func outgoing(own: [(String, String)]) -> [(String, String)]? {
         guard HTTPScenario.isToken(method), headers.allSatisfy({ ScenarioRequest.sendable($0.0, $0.1) }), own.allSatisfy({ ScenarioRequest.sendable($0.0, $0.1) }) else {
             return nil
         }
         func framing(_ name: String) -> Bool { ScenarioRequest.sameName(name, "content-length") || ScenarioRequest.sameName(name, "transfer-encoding") }
-        var buffer = ByteBufferAllocator().buffer(capacity: 256 + (body?.readableBytes ?? 0) + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+        var out = headers.filter { h in !framing(h.0) && !own.contains { ScenarioRequest.sameName($0.0, h.0) } }
+        out.append(contentsOf: own.filter { !framing($0.0) })
+        return out
+    }
+
+    /// `content-length` as J4 writes it: the body's, and 0 for a POST, PUT or PATCH without one.
+    var contentLength: String? {
+        if let body { return String(body.readableBytes) }
+        return method == "POST" || method == "PUT" || method == "PATCH" ? "0" : nil
+    }
+
+    /// The whole HTTP/1.1 request on the wire for `target`, with J4's own headers `own`, or
+    /// nil when a header could not be sent as it is.
+    func serialized(for target: LeanTarget, own: [(String, String)]) -> ByteBuffer? {
+        guard let fields = outgoing(own: own) else { return nil }
+        var buffer = ByteBufferAllocator().buffer(capacity: 256 + (body?.readableBytes ?? 0) + fields.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
         buffer.writeString(method)
         buffer.writeStaticString(" ")
         buffer.writeString(target.target)
@@ -153,40 +195,85 @@ struct ScenarioRequest: Sendable {
             buffer.writeString(target.hostHeader)
             buffer.writeStaticString("\r\n")
         }
-        func write(_ k: String, _ v: String) {
+        for (k, v) in fields {
             buffer.writeString(k)
             buffer.writeStaticString(": ")
             buffer.writeString(v)
             buffer.writeStaticString("\r\n")
         }
-        for (k, v) in headers where !framing(k) && !own.contains(where: { ScenarioRequest.sameName($0.0, k) }) { write(k, v) }
-        for (k, v) in own where !framing(k) { write(k, v) }
-        if let body {
+        if let length = contentLength {
             buffer.writeStaticString("content-length: ")
-            buffer.writeString(String(body.readableBytes))
-            buffer.writeStaticString("\r\n\r\n")
-            buffer.writeImmutableBuffer(body)
-        } else if method == "POST" || method == "PUT" || method == "PATCH" {
-            buffer.writeStaticString("content-length: 0\r\n\r\n")
-        } else {
+            buffer.writeString(length)
             buffer.writeStaticString("\r\n")
         }
+        buffer.writeStaticString("\r\n")
+        if let body { buffer.writeImmutableBuffer(body) }
         return buffer
+    }
+
+    /// The request as an HTTP/2 header block for `target`: the pseudo-headers, then the same
+    /// headers as over HTTP/1.1 with their names in lower case, less those HTTP/2 forbids
+    /// (`connection`, `keep-alive`, `proxy-connection`, `upgrade`, `te` but `te: trailers`);
+    /// a user's `host` becomes `:authority`. Nil when a header could not be sent as it is.
+    func http2(for target: LeanTarget, own: [(String, String)]) -> LeanH2Request? {
+        guard let fields = outgoing(own: own) else { return nil }
+        var block = HPACKHeaders()
+        block.reserveCapacity(fields.count + 5)
+        block.add(name: ":method", value: method)
+        block.add(name: ":scheme", value: target.tls ? "https" : "http")
+        block.add(name: ":authority", value: fields.first { ScenarioRequest.sameName($0.0, "host") }?.1 ?? target.hostHeader)
+        block.add(name: ":path", value: target.target)
+        for (k, v) in fields where !ScenarioRequest.forbiddenInHTTP2(k, v) {
+            let name = ScenarioRequest.lowercased(k)
+            // Values that change with each request are kept out of HPACK's table.
+            block.add(name: name, value: v, indexing: ScenarioRequest.perRequest.contains(name) ? .nonIndexable : .indexable)
+        }
+        if let length = contentLength { block.add(name: "content-length", value: length) }
+        return LeanH2Request(headers: block, body: body, head: method == "HEAD")
+    }
+
+    /// J4's headers whose value changes with each request.
+    static let perRequest: Set<String> = ["traceparent", "x-j4-tick", "x-j4-iteration"]
+
+    /// Headers HTTP/2 does not carry (`host` goes as `:authority`).
+    static func forbiddenInHTTP2(_ name: String, _ value: String) -> Bool {
+        for forbidden in ["host", "connection", "keep-alive", "proxy-connection", "upgrade", "transfer-encoding"] where sameName(name, forbidden) { return true }
+        return sameName(name, "te") && !sameName(value, "trailers")
+    }
+
+    /// `name` in lower case (itself when it is already).
+    static func lowercased(_ name: String) -> String {
+        name.utf8.contains { (65...90).contains($0) } ? name.lowercased() : name
     }
 }
 
 extension VUContext {
-    /// Sends `request` on this VU's lean connection to its host, or nil when the lean client
-    /// does not serve it (then the caller sends it with AsyncHTTPClient).
+    /// Sends `request` on this VU's lean connection to its host (HTTP/2 when ``http2`` asks
+    /// for it and the server agrees), or nil when the lean client does not serve it (then the
+    /// caller sends it with AsyncHTTPClient).
     func leanExchange(
         _ request: ScenarioRequest, own: [(String, String)], timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int
     ) async throws -> HTTPResult? {
-        guard let target = lean.target(request.url), let wire = request.serialized(for: target, own: own) else { return nil }
-        let connection = lean.take(target)
-        // Given back either way: a failure closed it, and its next request opens it again.
-        defer { lean.give(connection, target) }
+        guard let target = lean.target(request.url) else { return nil }
         let (s, atto) = timeout.components
-        let response = try await connection.exchange(wire, head: request.method == "HEAD", timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000), maxBody: maxBody)
+        let limit = TimeAmount.nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+        var response: LeanResponse?
+        if http2, let connection = lean.http2(target) {
+            guard let h2 = request.http2(for: target, own: own) else { return nil }
+            do {
+                response = try await connection.exchange(h2, timeout: limit, maxBody: maxBody)
+            } catch is HTTP2NotOffered {
+                lean.http1Only(target)
+            }
+        }
+        if response == nil {
+            guard let wire = request.serialized(for: target, own: own) else { return nil }
+            let connection = lean.take(target)
+            // Given back either way: a failure closed it, and its next request opens it again.
+            defer { lean.give(connection, target) }
+            response = try await connection.exchange(wire, head: request.method == "HEAD", timeout: limit, maxBody: maxBody)
+        }
+        guard let response else { return nil }
         if let expect, !expect.contains(response.status) { throw UnexpectedStatus(status: response.status) }
         return HTTPResult(status: response.status, headers: response.headers ?? [:], body: response.body ?? ByteBuffer())
     }

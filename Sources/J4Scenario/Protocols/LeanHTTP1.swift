@@ -177,7 +177,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
     /// At most one timer per connection, armed while a request is outstanding: it fires at
     /// the deadline it was armed for and re-arms for a later one, so a busy keep-alive
     /// connection costs about one timer event per timeout, and an idle one none.
-    private var timer: Scheduled<Void>?
+    private var timer = DeadlineTimer()
     /// The most a response head may take.
     static let maxHead = 64 * 1024
 
@@ -194,22 +194,12 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
         context?.close(promise: nil)
     }
 
-    /// When the armed timer fires.
-    private var timerDeadline = NIODeadline.distantFuture
-
     private func armTimer(_ context: ChannelHandlerContext) {
-        // A timer armed for a later deadline (a previous request's longer timeout) is moved up.
-        if let armed = timer, timerDeadline > deadline {
-            armed.cancel()
-            timer = nil
-        }
-        guard timer == nil else { return }
-        timerDeadline = deadline
-        timer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.timerFired() }
+        timer.arm(for: deadline, on: context.eventLoop) { [weak self] in self?.timerFired() }
     }
 
     private func timerFired() {
-        timer = nil
+        timer.fired()
         guard pending != nil, let context else { return }
         if NIODeadline.now() >= deadline {
             fail(LeanHTTPError(errorClass: "timeout", message: "no complete response within the timeout"), close: true)
@@ -286,8 +276,7 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         open.store(false, ordering: .releasing)
-        timer?.cancel()
-        timer = nil
+        timer.cancel()
         if phase == .untilClose {
             complete()
         } else if handshaking {
@@ -417,5 +406,31 @@ final class LeanHTTP1Handler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
         }
+    }
+}
+
+/// At most one timer for a connection, at the earliest deadline it was armed for: a timer
+/// armed for a later deadline (a previous request's longer timeout) is moved up; one armed
+/// for an earlier one stays, and its handler re-arms it for what is still outstanding.
+struct DeadlineTimer {
+    private var scheduled: Scheduled<Void>?
+    private var deadline = NIODeadline.distantFuture
+
+    mutating func arm(for deadline: NIODeadline, on loop: any EventLoop, _ fire: @escaping @Sendable () -> Void) {
+        if let armed = scheduled, self.deadline > deadline {
+            armed.cancel()
+            scheduled = nil
+        }
+        guard scheduled == nil else { return }
+        self.deadline = deadline
+        scheduled = loop.scheduleTask(deadline: deadline, fire)
+    }
+
+    /// The timer fired: the next ``arm(for:on:_:)`` schedules anew.
+    mutating func fired() { scheduled = nil }
+
+    mutating func cancel() {
+        scheduled?.cancel()
+        scheduled = nil
     }
 }

@@ -39,8 +39,20 @@ public final class VUContext: Sendable {
     let lifetime = Mutex(Lifetime())
     let pools: (any PoolSource)?
     let items = Mutex<[PoolItem]>([])
-    /// Plain-HTTP connections of `request` and `graphQL` (the lean client), closed at the end.
+    /// Connections of `request` and `graphQL` (the lean client), closed at the end.
     let lean = LeanConnections()
+
+    /// True to send this VU's `request` and `graphQL` calls over HTTP/2 (false, HTTP/1.1,
+    /// unless set): to an `https://` URL, `h2` is offered by ALPN and HTTP/1.1 used when the
+    /// server does not choose it; to an `http://` URL, HTTP/2 is spoken at once (prior
+    /// knowledge, h2c), which a server that speaks only HTTP/1.1 refuses. Every request of the
+    /// VU to a host then shares one connection, each on a stream of its own. Set it in the
+    /// scenario's setup.
+    public var http2: Bool {
+        get { prefersHTTP2.load(ordering: .relaxed) }
+        set { prefersHTTP2.store(newValue, ordering: .relaxed) }
+    }
+    private let prefersHTTP2 = Atomic<Bool>(false)
 
     /// A VU whose metrics go to `metrics` (without pools: ``pool(_:)`` then throws ``NoSuchPool``).
     package convenience init(
