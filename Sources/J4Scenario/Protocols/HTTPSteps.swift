@@ -104,9 +104,10 @@ extension VUContext {
         return HTTPResult(status: status, headers: response.headers, body: body)
     }
 
-    /// Sends `request` as the step `name`: over plain HTTP on this VU's lean connection,
-    /// else (TLS, HTTP/2, a header the lean client would not send as it is) with
-    /// AsyncHTTPClient; the same headers, checks, step metrics and error classes either way.
+    /// Sends `request` as the step `name`: on this VU's lean connection (HTTP/1.1, or HTTP/2
+    /// when the VU asks for it; plain or TLS), else (credentials or characters to encode in the
+    /// URL, a header the lean client would not send as it is) with AsyncHTTPClient; the same
+    /// headers, checks, step metrics and error classes either way.
     func send<T: Sendable>(
         _ name: String, _ request: ScenarioRequest, timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int, traceID: String,
         extraHeaders: [(String, String)], then: @Sendable (HTTPResult) throws -> T

@@ -226,7 +226,7 @@ struct ScenarioRequest: Sendable {
         for (k, v) in fields where !ScenarioRequest.forbiddenInHTTP2(k, v) {
             let name = ScenarioRequest.lowercased(k)
             // Values that change with each request are kept out of HPACK's table.
-            block.add(name: name, value: v, indexing: ScenarioRequest.perRequest.contains(name) ? .nonIndexable : .indexable)
+            block.add(name: name, value: ScenarioRequest.trimmed(v), indexing: ScenarioRequest.perRequest.contains(name) ? .nonIndexable : .indexable)
         }
         if let length = contentLength { block.add(name: "content-length", value: length) }
         return LeanH2Request(headers: block, body: body, head: method == "HEAD")
@@ -239,6 +239,17 @@ struct ScenarioRequest: Sendable {
     static func forbiddenInHTTP2(_ name: String, _ value: String) -> Bool {
         for forbidden in ["host", "connection", "keep-alive", "proxy-connection", "upgrade", "transfer-encoding"] where sameName(name, forbidden) { return true }
         return sameName(name, "te") && !sameName(value, "trailers")
+    }
+
+    /// `value` without the spaces and tabs around it, which HTTP/2 does not allow (HTTP/1.1
+    /// servers ignore them).
+    static func trimmed(_ value: String) -> String {
+        func blank(_ b: UInt8?) -> Bool { b == 0x20 || b == 0x09 }
+        guard blank(value.utf8.first) || blank(value.utf8.last) else { return value }
+        var bytes = Array(value.utf8)
+        while blank(bytes.first) { bytes.removeFirst() }
+        while blank(bytes.last) { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `name` in lower case (itself when it is already).

@@ -33,8 +33,8 @@ public struct LeanResponse: Sendable {
 ///
 /// Why not AsyncHTTPClient here: its connection pool, request and response objects and
 /// header validation cost about twice the CPU of the whole request at the rates a load
-/// generator runs (BENCHMARKS.md). `vu.http` and the built-in scenario's `version: "2"`
-/// still get AsyncHTTPClient, with HTTP/2.
+/// generator runs (BENCHMARKS.md). `vu.http` still gets AsyncHTTPClient; HTTP/2, when
+/// asked for, goes on ``LeanHTTP2Connection``.
 public final class LeanHTTP1Connection: Sendable {
     let host: String
     let port: Int

@@ -8,8 +8,8 @@ import Synchronization
 /// One HTTP/2 connection that carries any number of requests at once, each on its own
 /// stream: over TLS with `h2` chosen by ALPN (the same ``LoadTrust`` as HTTP/1.1), or over
 /// plain TCP by prior knowledge (h2c, as h2load does). Opened on the first request; a
-/// connection that closed, failed or went away is replaced on the next one, once for all
-/// the requests that ask at the same time.
+/// connection that closed, failed, went away or stayed silent through a request's timeout is
+/// replaced on the next one, once for all the requests that ask at the same time.
 ///
 /// Over TLS, a server that does not choose `h2` fails the request with ``HTTP2NotOffered``,
 /// and the caller sends it over HTTP/1.1 instead.
@@ -137,8 +137,7 @@ final class LeanHTTP2Connection: Sendable {
                     if let context {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     } else {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOHTTP2Handler(mode: .client, initialSettings: LeanHTTP2Handler.settings, headerBlockValidation: .disabled))
+                        try channel.pipeline.syncOperations.addHandler(LeanHTTP2Handler.http2Handler())
                     }
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }

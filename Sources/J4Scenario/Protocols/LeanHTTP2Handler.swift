@@ -25,6 +25,8 @@ struct HTTP2NotOffered: Error {}
 ///
 /// Flow control of what is received is this handler's: each stream's window is 1 MiB and
 /// the connection's 16 MiB, topped up once half is used, so a response of any size flows.
+/// The connection's is topped up from what NIOHTTP2 says is left of it (its window events),
+/// which counts the DATA of streams J4 reset too, that never reach this handler.
 final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
@@ -35,6 +37,8 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
         let deadline: NIODeadline
         let maxBody: Int?
         let head: Bool
+        /// `framesRead` when the request was sent.
+        let framesBefore: Int
         var status = 0
         var headers: HTTPHeaders?
         var body: ByteBuffer?
@@ -53,12 +57,26 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
 
     static let streamWindow = 1 << 20
     static let connectionWindow = 16 << 20
-    /// The settings J4 sends: no server push, 1 MiB stream windows, response heads up to 64 KiB.
-    static let settings: HTTP2Settings = [
-        HTTP2Setting(parameter: .enablePush, value: 0),
-        HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
-        HTTP2Setting(parameter: .maxHeaderListSize, value: LeanHTTP1Handler.maxHead),
-    ]
+    /// NIOHTTP2's handler as J4 uses it: the settings J4 sends (no server push, 1 MiB stream
+    /// windows, response heads up to 64 KiB), header blocks not validated (J4 makes its own
+    /// valid), and NIOHTTP2's defences against abusive clients loosened for a client that
+    /// itself resets streams by the thousand (timeouts, cancels, HEAD) and whose server may
+    /// reset as many: they would close the connection under load.
+    static func http2Handler() -> NIOHTTP2Handler {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .enablePush, value: 0),
+            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: LeanHTTP1Handler.maxHead),
+        ]
+        connection.headerBlockValidation = .disabled
+        connection.maximumRecentlyResetStreams = 4096
+        connection.maximumConnectionGlitches = .max
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.streamResetFrameRateLimit.maximumCount = .max
+        stream.streamErrorRateLimit.maximumCount = .max
+        return NIOHTTP2Handler(mode: .client, connectionConfiguration: connection, streamConfiguration: stream)
+    }
 
     private var context: ChannelHandlerContext?
     private var streams: [HTTP2StreamID: Stream] = [:]
@@ -70,8 +88,9 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
     private var handshaking: Bool
     /// Why the connection failed, for requests that arrive after.
     private var failure: (any Error)?
-    /// DATA bytes received on the connection since its window was last topped up.
-    private var unacknowledged = 0
+    /// Frames read on the connection: a request that times out with none read since it was
+    /// sent finds the connection silent, and it is replaced.
+    private var framesRead = 0
     /// The server sent GOAWAY: the connection closes once its last stream ends.
     private var goneAway = false
 
@@ -105,8 +124,7 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
             handshaking = false
             if negotiated == "h2" {
                 do {
-                    try context.pipeline.syncOperations.addHandler(
-                        NIOHTTP2Handler(mode: .client, initialSettings: Self.settings, headerBlockValidation: .disabled), position: .before(self))
+                    try context.pipeline.syncOperations.addHandler(Self.http2Handler(), position: .before(self))
                 } catch {
                     failAll(LeanHTTPError(errorClass: "connection_closed", message: "cannot start HTTP/2: \(error)"), close: true)
                     return
@@ -119,10 +137,13 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
             } else {
                 failAll(HTTP2NotOffered(), close: true)
             }
+        } else if let window = event as? NIOHTTP2WindowUpdatedEvent, window.streamID == .rootStream,
+                  let left = window.inboundWindowSize, left <= Self.connectionWindow / 2 {
+            context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: Self.connectionWindow - left))), promise: nil)
         } else if let closed = event as? StreamClosedEvent, let reason = closed.reason, streams[closed.streamID] != nil {
             // Closed with an error by NIOHTTP2 (a frame it refused on that stream) before its
-            // response ended. (A stream that ends well is said closed before its last frame
-            // is read: that close has no reason, and the frame ends the request.)
+            // response ended. (NIOHTTP2 says a stream closed after passing on the frame that
+            // closed it, and a close without a reason is that frame's, which ends the request.)
             finish(closed.streamID, .failure(LeanHTTPError(errorClass: "bad_response", message: "the stream closed before its response ended (\(reason))")))
         }
         context.fireUserInboundEventTriggered(event)
@@ -146,8 +167,11 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
         let id = HTTP2StreamID(nextStreamID)
         nextStreamID += 2
         // Stream ids are 31 bits: a connection that used them all is replaced.
-        if nextStreamID > Int32.max - 2 { open.store(false, ordering: .releasing) }
-        streams[id] = Stream(number: w.number, continuation: w.continuation, deadline: w.deadline, maxBody: w.maxBody, head: w.request.head)
+        if nextStreamID > Int32.max - 2 {
+            goneAway = true  // closed once its last stream ends
+            open.store(false, ordering: .releasing)
+        }
+        streams[id] = Stream(number: w.number, continuation: w.continuation, deadline: w.deadline, maxBody: w.maxBody, head: w.request.head, framesBefore: framesRead)
         // No promise per write: a frame NIOHTTP2 refuses to send is said by `errorCaught`
         // (as a `StreamError` naming the stream), a connection that fails by `channelInactive`.
         let headers = HTTP2Frame(streamID: id, payload: .headers(.init(headers: w.request.headers, endStream: w.request.body == nil)))
@@ -190,13 +214,14 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        framesRead &+= 1
         switch frame.payload {
         case .headers(let h):
             guard var s = streams[frame.streamID] else { return }
             if s.status == 0 {
                 guard let text = h.headers.first(name: ":status"), let status = Int(text), (100...999).contains(status) else {
                     finish(frame.streamID, .failure(LeanHTTPError(errorClass: "bad_response", message: "a response without a valid :status")))
-                    reset(frame.streamID)
+                    if !h.endStream { reset(frame.streamID) }
                     return
                 }
                 // 100 Continue, 103 Early Hints: the final head follows.
@@ -217,12 +242,11 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
         case .data(let d):
             // What the window counts: the data, and the padding with its length byte.
             let counted = d.data.readableBytes + (d.paddingBytes.map { $0 + 1 } ?? 0)
-            received(counted, context)
             guard var s = streams[frame.streamID] else { return }
             if let maxBody = s.maxBody, case .byteBuffer(var bytes) = d.data {
                 guard (s.body?.readableBytes ?? 0) + bytes.readableBytes <= maxBody else {
                     finish(frame.streamID, .failure(NIOTooManyBytesError(maxBytes: maxBody)))
-                    reset(frame.streamID)
+                    if !d.endStream { reset(frame.streamID) }
                     return
                 }
                 if s.body == nil { s.body = bytes } else { s.body!.writeBuffer(&bytes) }
@@ -232,11 +256,13 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             s.unacknowledged += counted
-            if s.unacknowledged >= Self.streamWindow / 2 {
-                context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: s.unacknowledged))), promise: nil)
-                s.unacknowledged = 0
-            }
+            let topUp = s.unacknowledged >= Self.streamWindow / 2 ? s.unacknowledged : 0
+            if topUp > 0 { s.unacknowledged = 0 }
+            // Stored before writing: a write may call back into this handler.
             streams[frame.streamID] = s
+            if topUp > 0 {
+                context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: frame.streamID, payload: .windowUpdate(windowSizeIncrement: topUp))), promise: nil)
+            }
         case .rstStream(let code):
             finish(frame.streamID, .failure(LeanHTTPError(errorClass: "stream_reset", message: "the server reset the stream (\(code))")))
         case .goAway(let last, let code, _):
@@ -250,14 +276,6 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
         default:
             break
         }
-    }
-
-    /// Tops up the connection's window once half of it is used.
-    private func received(_ n: Int, _ context: ChannelHandlerContext) {
-        unacknowledged += n
-        guard unacknowledged >= Self.connectionWindow / 2 else { return }
-        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: unacknowledged))), promise: nil)
-        unacknowledged = 0
     }
 
     // MARK: timeouts
@@ -274,6 +292,13 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
         guard let context else { return }
         let now = NIODeadline.now()
         let timedOut = LeanHTTPError(errorClass: "timeout", message: "no complete response within the timeout")
+        // A connection silent since a request that timed out was sent, or whose TLS handshake
+        // has not ended in a request's whole timeout, is given up: the next request opens a new one.
+        let silent = streams.values.contains { $0.deadline <= now && $0.framesBefore == framesRead }
+        if silent || (!ready && waiting.contains { $0.deadline <= now }) {
+            failAll(timedOut, close: true)
+            return
+        }
         for (id, s) in streams where s.deadline <= now {
             finish(id, .failure(timedOut))
             reset(id)
