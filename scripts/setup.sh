@@ -22,6 +22,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "$purpose" = test ]; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks the /metrics exposition
   command -v cc >/dev/null 2>&1 || need+=(gcc)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
 fi

@@ -50,11 +50,7 @@ struct MetricsOptions: ParsableArguments {
         registryBox.withLock { r in
             if let r { return r }
             let registry = PrometheusCollectorRegistry()
-            var factory = PrometheusMetricsFactory(registry: registry)
-            factory.defaultDurationHistogramBuckets = [
-                .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
-            ]
+            let factory = J4MetricsFactory(registry: registry)
             MetricsSystem.bootstrap(factory)
             r = registry
             return registry

@@ -120,6 +120,27 @@ extension EndToEndTests {
         ] {
             #expect(text.contains(expected), "missing \(expected)")
         }
+        // As Prometheus expects the exposition: every metric with its HELP, names and types as its linter wants.
+        #expect(text.contains("# HELP j4_steps_total Steps ended"))
+        let (status, lint) = try promtoolCheck(text)
+        #expect(status == 0 && lint.isEmpty, "promtool check metrics: \(lint)")
         await shop.stop()
     }
+}
+
+/// `promtool check metrics` on `exposition` (its standard input): its exit status and what it printed.
+func promtoolCheck(_ exposition: String) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+    p.arguments = ["check", "metrics"]
+    let input = Pipe(), output = Pipe()
+    p.standardInput = input
+    p.standardOutput = output
+    p.standardError = output
+    try p.run()
+    input.fileHandleForWriting.write(Data(exposition.utf8))
+    try input.fileHandleForWriting.close()
+    let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, printed.trimmingCharacters(in: .whitespacesAndNewlines))
 }

@@ -20,7 +20,27 @@ import Synchronization
 /// | `j4_claim_duration_seconds` | histogram | run, scenario |
 /// | `j4_schedule_lag_seconds` | histogram | run, scenario: how late iterations start after their intended time |
 /// | `j4_redis_errors_total`, `j4_redis_connects_total`, `j4_redis_commands_total` | counter | client (connection name) |
+///
+/// A run's step, check and custom metric names are the scenario's own: at most
+/// ``maxLabelValues`` of each per run become label values, later ones are counted as `_other`,
+/// so a scenario that names steps after ids cannot flood Prometheus with series. The
+/// summary and the report (Redis) keep every name.
 package final class Telemetry: Sendable {
+    /// The most distinct values a `step`, `check` or `name` label takes per run.
+    public static let maxLabelValues = 100
+    /// The values each of those labels has taken, by metric.
+    let seen = Mutex<[String: Set<String>]>([:])
+
+    /// `value` for the label of `metric`, or `_other` once ``maxLabelValues`` others were taken.
+    func bounded(_ metric: String, _ value: String) -> String {
+        seen.withLock { seen in
+            if seen[metric]?.contains(value) == true { return value }
+            guard seen[metric, default: []].count < Telemetry.maxLabelValues else { return "_other" }
+            seen[metric, default: []].insert(value)
+            return value
+        }
+    }
+
     let base: [(String, String)]
     let counters = Mutex<[String: Counter]>([:])
     let timers = Mutex<[String: Metrics.Timer]>([:])
@@ -38,7 +58,7 @@ package final class Telemetry: Sendable {
     package func step(_ clean: String, nanoseconds: Int64, failed: Bool) {
         let h = steps.withLock { s in
             if let found = s[clean] { return found }
-            let dims = base + [("step", clean)]
+            let dims = base + [("step", bounded("j4_steps_total", clean))]
             let made = StepHandles(
                 duration: Metrics.Timer(label: "j4_step_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds),
                 ok: Counter(label: "j4_steps_total", dimensions: dims + [("outcome", "ok")]),
@@ -84,7 +104,7 @@ package final class Telemetry: Sendable {
         let k = Telemetry.key(label, extra)
         let c = counters.withLock { c in
             if let found = c[k] { return found }
-            let made = Counter(label: label, dimensions: base + extra)
+            let made = Counter(label: label, dimensions: base + boundedLabels(label, extra))
             c[k] = made
             return made
         }
@@ -96,11 +116,17 @@ package final class Telemetry: Sendable {
         let k = Telemetry.key(label, extra)
         let t = timers.withLock { t in
             if let found = t[k] { return found }
-            let made = Metrics.Timer(label: label, dimensions: base + extra, preferredDisplayUnit: .seconds)
+            let made = Metrics.Timer(label: label, dimensions: base + boundedLabels(label, extra), preferredDisplayUnit: .seconds)
             t[k] = made
             return made
         }
         t.recordNanoseconds(max(0, nanoseconds))
+    }
+
+    /// `extra` with its first label (a check's or a custom metric's name) bounded.
+    private func boundedLabels(_ metric: String, _ extra: [(String, String)]) -> [(String, String)] {
+        guard let first = extra.first, first.0 == "check" || first.0 == "name" else { return extra }
+        return [(first.0, bounded(metric, first.1))] + extra.dropFirst()
     }
 
     /// Sets the gauge `label`.
@@ -122,6 +148,11 @@ package final class Telemetry: Sendable {
         for c in counters.withLock({ c in defer { c = [:] }; return Array(c.values) }) { c.destroy() }
         for t in timers.withLock({ t in defer { t = [:] }; return Array(t.values) }) { t.destroy() }
         for g in gauges.withLock({ g in defer { g = [:] }; return Array(g.values) }) { g.destroy() }
+        for h in steps.withLock({ s in defer { s = [:] }; return Array(s.values) }) {
+            h.duration.destroy()
+            h.ok.destroy()
+            h.failed.destroy()
+        }
     }
 
     package static func nanos(_ d: Duration) -> Int64 {
