@@ -18,11 +18,11 @@ struct LeanHTTP2Request: Sendable {
     /// Nil for a URL the lean client does not serve, or a header it cannot send as it is.
     init?(plan: HTTPScenario.Plan, vu: VUContext) {
         guard let target = LeanTarget(url: plan.url), let http1 = LeanRequest(plan: plan, vu: vu) else { return nil }
-        let request = ScenarioRequest(method: plan.method.rawValue, url: plan.url, headers: plan.headers, body: plan.body.map { ByteBuffer(bytes: $0) })
-        let own = vu.attributionHeaders + IterationContext.iterationHeaderNames.map { ($0, "") } + [("traceparent", "")]
-        guard var h2 = request.http2(for: target, own: own) else { return nil }
-        // The iteration's own headers are added per request: their placeholders go.
-        for name in IterationContext.iterationHeaderNames + ["traceparent"] { h2.headers.remove(name: name) }
+        // The iteration's own headers are added per request; a run's copy of them is not sent.
+        let perIteration = IterationContext.iterationHeaderNames + ["traceparent"]
+        let headers = plan.headers.filter { h in !perIteration.contains { ScenarioRequest.sameName($0, h.0) } }
+        let request = ScenarioRequest(method: plan.method.rawValue, url: plan.url, headers: headers, body: plan.body.map { ByteBuffer(bytes: $0) })
+        guard let h2 = request.http2(for: target, own: vu.attributionHeaders) else { return nil }
         self.target = target
         block = h2.headers
         body = h2.body
@@ -42,12 +42,10 @@ struct LeanHTTP2Request: Sendable {
         return { iteration in
             if let body = fallback.body { return try await body(iteration) }
             var block = request.block
-            // Values that change with each request are kept out of HPACK's table (adding
-            // and evicting them would cost more than it saves).
-            block.add(name: "x-j4-tick", value: String(iteration.tick), indexing: .nonIndexable)
-            block.add(name: "x-j4-shard", value: String(iteration.shard))
-            block.add(name: "x-j4-iteration", value: String(iteration.iteration), indexing: .nonIndexable)
-            block.add(name: "traceparent", value: TraceContext.traceparent(traceID: iteration.traceID), indexing: .nonIndexable)
+            block.addHeader("x-j4-tick", String(iteration.tick))
+            block.addHeader("x-j4-shard", String(iteration.shard))
+            block.addHeader("x-j4-iteration", String(iteration.iteration))
+            block.addHeader("traceparent", TraceContext.traceparent(traceID: iteration.traceID))
             let response: LeanResponse
             do {
                 response = try await connection.exchange(LeanH2Request(headers: block, body: request.body, head: request.isHead), timeout: request.timeout, maxBody: nil)

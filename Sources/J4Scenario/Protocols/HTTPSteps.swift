@@ -96,8 +96,7 @@ extension VUContext {
         var request = request
         for (k, v) in attributionHeaders + extraHeaders { request.headers.replaceOrAdd(name: k, value: v) }
         request.headers.replaceOrAdd(name: "traceparent", value: TraceContext.traceparent(traceID: traceID))
-        let (s, atto) = timeout.components
-        let response = try await http.execute(request, timeout: .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000))
+        let response = try await http.execute(request, timeout: TimeAmount(timeout))
         let body = try await response.body.collect(upTo: maxBody)
         let status = Int(response.status.code)
         if let expect, !expect.contains(status) { throw UnexpectedStatus(status: status) }

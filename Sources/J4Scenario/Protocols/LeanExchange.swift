@@ -223,17 +223,10 @@ struct ScenarioRequest: Sendable {
         block.add(name: ":scheme", value: target.tls ? "https" : "http")
         block.add(name: ":authority", value: fields.first { ScenarioRequest.sameName($0.0, "host") }?.1 ?? target.hostHeader)
         block.add(name: ":path", value: target.target)
-        for (k, v) in fields where !ScenarioRequest.forbiddenInHTTP2(k, v) {
-            let name = ScenarioRequest.lowercased(k)
-            // Values that change with each request are kept out of HPACK's table.
-            block.add(name: name, value: ScenarioRequest.trimmed(v), indexing: ScenarioRequest.perRequest.contains(name) ? .nonIndexable : .indexable)
-        }
+        for (k, v) in fields where !ScenarioRequest.forbiddenInHTTP2(k, v) { block.addHeader(ScenarioRequest.lowercased(k), ScenarioRequest.trimmed(v)) }
         if let length = contentLength { block.add(name: "content-length", value: length) }
         return LeanH2Request(headers: block, body: body, head: method == "HEAD")
     }
-
-    /// J4's headers whose value changes with each request.
-    static let perRequest: Set<String> = ["traceparent", "x-j4-tick", "x-j4-iteration"]
 
     /// Headers HTTP/2 does not carry (`host` goes as `:authority`).
     static func forbiddenInHTTP2(_ name: String, _ value: String) -> Bool {
@@ -266,8 +259,7 @@ extension VUContext {
         _ request: ScenarioRequest, own: [(String, String)], timeout: Duration, expect: ClosedRange<Int>?, maxBody: Int
     ) async throws -> HTTPResult? {
         guard let target = lean.target(request.url) else { return nil }
-        let (s, atto) = timeout.components
-        let limit = TimeAmount.nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+        let limit = TimeAmount(timeout)
         var response: LeanResponse?
         if http2, let connection = lean.http2(target) {
             guard let h2 = request.http2(for: target, own: own) else { return nil }
@@ -287,5 +279,16 @@ extension VUContext {
         guard let response else { return nil }
         if let expect, !expect.contains(response.status) { throw UnexpectedStatus(status: response.status) }
         return HTTPResult(status: response.status, headers: response.headers ?? [:], body: response.body ?? ByteBuffer())
+    }
+}
+
+extension HPACKHeaders {
+    /// J4's headers whose value changes with each request.
+    static let perRequest: Set<String> = ["traceparent", "x-j4-tick", "x-j4-iteration"]
+
+    /// Adds `name` (in lower case): a value that changes with each request is kept out of
+    /// HPACK's table (adding and evicting it would cost more than it saves).
+    mutating func addHeader(_ name: String, _ value: String) {
+        add(name: name, value: value, indexing: Self.perRequest.contains(name) ? .nonIndexable : .indexable)
     }
 }

@@ -97,48 +97,19 @@ public final class LeanHTTP1Connection: Sendable {
 
     private func connected(within timeout: TimeAmount) async throws -> LeanHTTP1Handler {
         if let handler = slot.withLock({ s -> LeanHTTP1Handler? in s.flatMap { $0.0.isActive && $0.1.open.load(ordering: .acquiring) ? $0.1 : nil } }) { return handler }
-        var context: NIOSSLContext?
-        if tls {
-            do { context = try LoadTrust.leanContext() } catch {
-                throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
-            }
-        }
-        // SNI and the name checked are the host's; for an IP address, its SAN entry.
-        let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
-        // Each attempt's handler, by its channel: the connected channel's is the one kept.
-        let made = Mutex<[ObjectIdentifier: LeanHTTP1Handler]>([:])
-        let channel: any Channel
+        let tls = tls
+        let opened: (any Channel, LeanHTTP1Handler)
         do {
-            // The handlers are made per channel: connecting to a name with several addresses
-            // tries more than one channel, and a handler shared with a losing attempt would be
-            // closed under the winner.
-            channel = try await ClientBootstrap(group: loop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(min(.seconds(5), timeout))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let handler = LeanHTTP1Handler()
-                        made.withLock { $0[ObjectIdentifier(channel)] = handler }
-                        if let context {
-                            handler.handshaking = true
-                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
-                        }
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                    }
-                }
-                .connect(host: host, port: port).get()
-        } catch ChannelError.connectTimeout(let after) {
-            throw LeanHTTPError(errorClass: "timeout", message: "no connection to \(host):\(port) within \(after)")
-        } catch let error where LeanHTTP1Handler.errorClass(error) == "tls" {
-            throw LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)")
+            opened = try await LeanChannel.open(host: host, port: port, on: loop, timeout: timeout, tls: tls, http2: false) { pipeline in
+                let handler = LeanHTTP1Handler()
+                handler.handshaking = tls
+                try pipeline.addHandler(handler)
+                return handler
+            }.get()
         } catch {
-            throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
+            throw LeanChannel.failure(error, host: host, port: port)
         }
-        // Taken from the attempt, not from the pipeline: a handshake refused at once may have
-        // closed the channel and emptied its pipeline already, and the handler says why.
-        guard let handler = made.withLock({ $0[ObjectIdentifier(channel)] }) else {
-            throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port)")
-        }
+        let (channel, handler) = opened
         slot.withLock { $0 = (channel, handler) }
         return handler
     }

@@ -1,8 +1,5 @@
 import NIOCore
-import NIOHPACK
-import NIOHTTP2
 import NIOPosix
-import NIOSSL
 import Synchronization
 
 /// One HTTP/2 connection that carries any number of requests at once, each on its own
@@ -91,12 +88,8 @@ final class LeanHTTP2Connection: Sendable {
         if let promise { settle(connect(within: timeout)).cascade(to: promise) }
         do {
             return try await future.get()
-        } catch ChannelError.connectTimeout(let after) {
-            throw LeanHTTPError(errorClass: "timeout", message: "no connection to \(host):\(port) within \(after)")
-        } catch let error as LeanHTTPError {
-            throw error
         } catch {
-            throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port): \(error)")
+            throw LeanChannel.failure(error, host: host, port: port)
         }
     }
 
@@ -117,38 +110,14 @@ final class LeanHTTP2Connection: Sendable {
         }
     }
 
-    /// Opens a channel with the handlers of HTTP/2 (over TLS, those of TLS first).
+    /// Opens a channel with the handlers of HTTP/2 (over TLS, NIOHTTP2's is added once ALPN chose `h2`).
     private func connect(within timeout: TimeAmount) -> EventLoopFuture<(any Channel, LeanHTTP2Handler)> {
-        let context: NIOSSLContext?
-        do { context = tls ? try LoadTrust.leanContext(http2: true) : nil } catch {
-            return loop.makeFailedFuture(LeanHTTPError(errorClass: "tls", message: "cannot set up TLS to \(host): \(error)"))
-        }
-        let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
-        // Each attempt's handler, by its channel (a name with several addresses tries several).
-        let made = Mutex<[ObjectIdentifier: LeanHTTP2Handler]>([:])
         let tls = tls
-        let future = ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(min(.seconds(5), timeout))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = LeanHTTP2Handler(tls: tls)
-                    made.withLock { $0[ObjectIdentifier(channel)] = handler }
-                    if let context {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
-                    } else {
-                        try channel.pipeline.syncOperations.addHandler(LeanHTTP2Handler.http2Handler())
-                    }
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
-            }
-            .connect(host: host, port: port)
-            .flatMapThrowing { [host, port] channel -> (any Channel, LeanHTTP2Handler) in
-                guard let handler = made.withLock({ $0[ObjectIdentifier(channel)] }) else {
-                    throw LeanHTTPError(errorClass: "connect", message: "cannot connect to \(host):\(port)")
-                }
-                return (channel, handler)
-            }
-        return future
+        return LeanChannel.open(host: host, port: port, on: loop, timeout: timeout, tls: tls, http2: true) { pipeline in
+            let handler = LeanHTTP2Handler(tls: tls)
+            if !tls { try pipeline.addHandler(LeanHTTP2Handler.http2Handler()) }
+            try pipeline.addHandler(handler)
+            return handler
+        }
     }
 }

@@ -84,8 +84,8 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
     private var nextStreamID: Int32 = 1
     /// True once frames can be written: at once over plain TCP (prior knowledge), after ALPN chose `h2` over TLS.
     private(set) var ready: Bool
-    /// Over TLS: true until the handshake completes.
-    private var handshaking: Bool
+    /// Over TLS: true until the handshake completes (then the connection is ready, or failed).
+    private var handshaking: Bool { !ready && failure == nil }
     /// Why the connection failed, for requests that arrive after.
     private var failure: (any Error)?
     /// Frames read on the connection: a request that times out with none read since it was
@@ -101,7 +101,6 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
     /// once ALPN chose `h2`) or over plain TCP (it is there already).
     init(tls: Bool) {
         ready = !tls
-        handshaking = tls
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -121,7 +120,6 @@ final class LeanHTTP2Handler: ChannelInboundHandler, @unchecked Sendable {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted(let negotiated)? = event as? TLSUserEvent {
-            handshaking = false
             if negotiated == "h2" {
                 do {
                     try context.pipeline.syncOperations.addHandler(Self.http2Handler(), position: .before(self))
