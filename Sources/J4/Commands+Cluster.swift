@@ -150,8 +150,7 @@ struct StopCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-stop"))
-        guard RunID.isValid(run), try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
-        let (state, stopTick) = try await RunClient(run: run).stop(connection, mode: "stop", who: "cli:\(ProcessInfo.processInfo.hostName)")
+        let (state, stopTick) = try await refusalsAsCLIErrors { try await RunControls.stop(run, who: personAtThisHost, on: connection) }
         print("\(run) \(state.rawValue) (no tick from \(stopTick) on)")
     }
 }
@@ -164,21 +163,26 @@ struct AbortCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-abort"))
-        guard RunID.isValid(run) else { throw CLIError.invalid("no run \(run)") }
-        // The kill switch works on a run whose data is broken too: abort.lua needs only its state.
-        do {
-            guard try await RunStore.info(run, on: connection) != nil else { throw CLIError.invalid("no run \(run)") }
-        } catch is CorruptRunError {}
         let (state, stopTick) = try await abortRun(run, reason: reason, on: connection)
         print("\(run) \(state.rawValue) (no tick from \(stopTick) on; iterations in flight are cancelled)")
     }
 }
 
+/// `cli:<host name>`, the `by` of the events a person's command writes.
+var personAtThisHost: String { "cli:\(ProcessInfo.processInfo.hostName)" }
+
 /// Aborts `run` as a person at this host did (abort.lua) and takes it off the active set.
 func abortRun(_ run: String, reason: String, on connection: RedisConnection) async throws -> (RunState, Int64) {
-    let result = try await RunClient(run: run).abort(connection, who: "cli:\(ProcessInfo.processInfo.hostName)", reason: reason)
-    try await RunStore.deactivate(run, on: connection)
-    return result
+    try await refusalsAsCLIErrors { try await RunControls.abort(run, reason: reason, who: personAtThisHost, on: connection) }
+}
+
+/// `body`, with a refused control told as the command line tells it: the field as its option
+/// (`--target`), exit code 2, or 3 when the cluster cannot do it now.
+func refusalsAsCLIErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let refusal as ControlRefusal {
+        let message = refusal.field.map { refusal.message.hasPrefix($0 + " ") ? "--" + refusal.message : refusal.message } ?? refusal.message
+        throw refusal.kind == .unavailable ? CLIError.infrastructure(message) : CLIError.invalid(message)
+    }
 }
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -317,22 +321,11 @@ struct ScaleCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-scale"))
-        guard RunID.isValid(run), let info = try await RunStore.info(run, on: connection) else { throw CLIError.invalid("no run \(run)") }
-        let vus = info.definition.model == .vus
-        let limit = vus ? DefinitionLimits.maxVUs : DefinitionLimits.maxRate
-        guard let targetMilli = Double(target).flatMap({ RunDefinition.targetMilli($0, vus: vus) }) else {
-            throw CLIError.invalid("--target \(target) is not accepted; use " + (vus ? "a whole number of VUs from 0 to \(limit)" : "iterations per second from 0 to \(limit), at most 3 decimals"))
+        guard let value = Double(target) else {
+            throw CLIError.invalid("--target \(target) is not accepted; use iterations per second (arrival-rate runs) or a whole number of VUs (vus runs)")
         }
-        if let problem = try await RunStore.limits(on: connection).problem(scaling: info.definition.model, to: targetMilli) {
-            throw CLIError.invalid("\(problem)")
-        }
-        let (code, fromTick) = try await RunClient(run: run).scale(connection, targetMilli: targetMilli, who: "cli:\(ProcessInfo.processInfo.hostName)")
-        switch code {
-        case "ok": print("\(run) target \(target)\(vus ? " VUs" : "/s") from tick \(fromTick)")
-        case "not_running": throw CLIError.invalid("run \(run) is \(info.state.rawValue), not running; only a running run can be scaled")
-        case "too_late": throw CLIError.invalid("run \(run) ends before tick \(fromTick), the first that can still change")
-        default: throw CLIError.infrastructure("run \(run) has no published plan at tick \(fromTick): is a supervisor running?")
-        }
+        let scaled = try await refusalsAsCLIErrors { try await RunControls.scale(run, target: value, who: personAtThisHost, on: connection) }
+        print("\(run) target \(target)\(scaled.vus ? " VUs" : "/s") from tick \(scaled.fromTick)")
     }
 }
 

@@ -40,6 +40,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var limitOptions: WorkerLimitOptions
     @OptionGroup var metricsOptions: MetricsOptions
+    @OptionGroup var dashboardOptions: RunDashboardOptions
 
     @OptionGroup var redisOptions: RedisOptions
 
@@ -104,6 +105,13 @@ struct RunCommand: AsyncParsableCommand {
 
         let http = HTTPClient.makeLoadClient(tls: tls)
         let metricsEndpoint = try await metricsOptions.start()
+        var dashboard: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let port = dashboardOptions.dashboard {
+            let hub = DashboardHub(connection: RedisConnection(endpoint: endpoint, options: RedisConnectionOptions(clientName: "j4-run-dashboard")), logger: logger)
+            let server = try await DashboardServer.serve(host: "127.0.0.1", port: port, hub: hub, allowControl: true)
+            writeStandardError("j4: dashboard on \(server.address(host: "127.0.0.1"))runs/\(run)\n")
+            dashboard = [.helper(DashboardService(server: server, run: run))]
+        }
         let supervisor = Supervisor(id: "run-\(getpid())-supervisor", endpoint: endpoint, logger: logger)
         let workerList = (0..<workers).map { i in
             Worker(id: "run-\(getpid())-w\(i)", endpoint: endpoint, catalog: catalog, http: http, logger: logger, limits: limits)
@@ -112,7 +120,7 @@ struct RunCommand: AsyncParsableCommand {
         // supervisor resigns (the reverse of this order), the metrics endpoint last.
         let watcher = RunWatcher(run: run, control: control, endpoint: endpoint, progress: Progress(enabled: !quiet && isatty(STDERR_FILENO) == 1, definition: definition))
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
-            [.helper(SupervisorService(supervisor: supervisor))] + workerList.map { .helper(WorkerService(worker: $0, logger: logger, register: false)) } + [.main(watcher)]
+            dashboard + [.helper(SupervisorService(supervisor: supervisor))] + workerList.map { .helper(WorkerService(worker: $0, logger: logger, register: false)) } + [.main(watcher)]
         do {
             // No signals for the group: the watcher takes them (Ctrl-C stops the run, twice aborts it).
             try await runServices(withMetrics(metricsEndpoint, services), signals: [], logger: logger)

@@ -35,7 +35,7 @@ public enum J4CLI {
             return h
         }
         do {
-            var command = try Root.parseAsRoot(arguments)
+            var command = try Root.parseAsRoot(RunDashboardOptions.expand(arguments))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
@@ -87,7 +87,7 @@ struct Root: AsyncParsableCommand {
         commandName: "j4",
         abstract: "J4: distributed load testing in Swift. Load stays on its curve when workers die, join or stall.",
         subcommands: [
-            RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self, DeleteCommand.self,
+            RunCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ReportCommand.self, StopCommand.self, AbortCommand.self, ScaleCommand.self, DeleteCommand.self, DashboardCommand.self,
             PoolCommand.self, WorkerCommand.self, SupervisorCommand.self, SinkCommand.self, BenchCoordinationCommand.self,
         ])
 }

@@ -42,6 +42,18 @@ extension EndToEndTests {
             let (c, o) = try await J4Binary.run(refused, environment: env("viewer"))
             #expect(c != 0 && o.contains("NOPERM"), "viewer \(refused[0]): \(o)")
         }
+        // The viewer's dashboard shows the run and, even with --allow-control, cannot change it.
+        let (dashboard, port) = try await Self.startDashboard(nil, ["--allow-control"], environment: env("viewer"))
+        let (shownCode, shown) = try await Self.http(port, "/api/runs/\(run)")
+        #expect(shownCode == 200 && Self.object(shown)["run"] as? String == run, "\(shown)")
+        var stream = Self.serverSentEvents(port, "/api/runs/\(run)/stream").makeAsyncIterator()
+        while let e = try await stream.next(), e.event != "point" {}
+        for (control, body) in [("stop", ""), ("abort", ""), ("scale", #"{"target": 500}"#)] {
+            let (code, answer) = try await Self.http(port, "/api/runs/\(run)/\(control)", method: "POST", body: body)
+            #expect(code == 403 && answer.contains("NOPERM"), "viewer's dashboard \(control): \(code) \(answer)")
+        }
+        dashboard.send(SIGTERM)
+        _ = await dashboard.wait()
         #expect(try await admin.send(["HGET", ctl, "state"]).string == "running")
         #expect(try await admin.send(["HGET", ctl, "scales"]).string == nil)
         let viewerDenials = try await admin.send(["ACL", "LOG"]).array ?? []

@@ -1,0 +1,275 @@
+import Foundation
+import J4Core
+import J4Redis
+import Logging
+
+/// The one reader of Redis in a dashboard process. Each run someone watches has one feed that
+/// reads it once a second and sends the point to every open stream of that run, so 100
+/// browser tabs on a run cost Redis what one does. The list of runs is read at most once a
+/// second whoever asks. A feed stops reading 10 s after its last stream closed, and once its
+/// run has ended (the last point is kept for whoever opens it next).
+public actor DashboardHub {
+    public let connection: RedisConnection
+    let logger: Logger
+    /// How long a feed keeps reading with nobody watching (a page being reloaded comes back).
+    let linger: Duration
+    private var feeds: [String: Feed] = [:]
+    private var nextSubscriber = 0
+    private var runsCache: (at: ContinuousClock.Instant, json: String)?
+    private var runsLoading: Task<String, any Error>?
+
+    /// A run's feed: its streams, what they were sent, and its reading task.
+    final class Feed {
+        var subscribers: [Int: AsyncStream<String>.Continuation] = [:]
+        /// Subscribers that have had the history.
+        var primed: Set<Int> = []
+        /// Every second read so far, by unix second.
+        var history: [Int64: RunReport.Second] = [:]
+        var latest: DashboardPoint?
+        var task: Task<Void, Never>?
+        var idleSince: ContinuousClock.Instant?
+    }
+
+    public init(connection: RedisConnection, logger: Logger, linger: Duration = .seconds(10)) {
+        self.connection = connection
+        self.logger = logger
+        self.linger = linger
+    }
+
+    // MARK: streams
+
+    /// A stream of `run`'s Server-Sent Events: `history` (every second so far) then a `point`
+    /// a second, `state` when the run's state changes, `problem` when Redis cannot be read.
+    /// Nil when there is no such run.
+    public func subscribe(_ run: String) async throws -> AsyncStream<String>? {
+        if feeds[run] == nil {
+            guard try await RunStore.info(run, on: connection) != nil else { return nil }
+        }
+        let feed: Feed
+        if let existing = feeds[run] {
+            feed = existing
+        } else {
+            feed = Feed()
+            feeds[run] = feed
+            feed.task = Task { await self.read(run) }
+        }
+        nextSubscriber += 1
+        let id = nextSubscriber
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        continuation.onTermination = { _ in Task { await self.unsubscribe(run, id) } }
+        feed.subscribers[id] = continuation
+        feed.idleSince = nil
+        if let latest = feed.latest {
+            prime(feed, id, continuation)
+            continuation.yield(ServerSentEvent.format("point", latest.json))
+        }
+        return stream
+    }
+
+    /// Returns once the streams of `run` have been sent its end (or nobody watches it), or
+    /// after `timeout`.
+    public func waitForEnd(of run: String, timeout: Duration) async {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, let feed = feeds[run], !feed.subscribers.isEmpty,
+              RunState(rawValue: feed.latest?.state ?? "running")?.isLive ?? true {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Open streams, all runs together.
+    public var streams: Int { feeds.values.reduce(0) { $0 + $1.subscribers.count } }
+
+    private func unsubscribe(_ run: String, _ id: Int) {
+        guard let feed = feeds[run] else { return }
+        feed.subscribers[id] = nil
+        feed.primed.remove(id)
+        guard feed.subscribers.isEmpty else { return }
+        if feed.task == nil {
+            feeds[run] = nil  // ended: nothing reads it, the next stream reads it again
+        } else {
+            feed.idleSince = .now
+        }
+    }
+
+    private func prime(_ feed: Feed, _ id: Int, _ continuation: AsyncStream<String>.Continuation) {
+        let seconds = feed.history.values.sorted { $0.unix < $1.unix }
+        continuation.yield(ServerSentEvent.format("history", DashboardJSON.line(["seconds": seconds])))
+        feed.primed.insert(id)
+    }
+
+    /// The feed's loop: a point a second while someone watches and the run is live.
+    private func read(_ run: String) async {
+        var backfilled = false
+        var failing = false
+        while !Task.isCancelled {
+            var pause = Duration.seconds(1)
+            do {
+                let (point, backfill) = try await Self.load(run, backfill: !backfilled, on: connection)
+                backfilled = true
+                failing = false
+                if !deliver(run, point, backfill) { return }
+                pause = Self.untilNextRead(nowMs: point.now_ms)
+            } catch {
+                if !failing { logger.warning("dashboard cannot read the run", metadata: ["run": "\(run)", "error": "\(error)"]) }
+                failing = true
+                if !complain(run, "cannot read run \(run) from Redis: \(error)") { return }
+            }
+            try? await Task.sleep(for: pause)
+        }
+    }
+
+    /// From a read at server time `nowMs` to the next: 50 ms into the next server second, so
+    /// that each point is of a second of its own (one a second, none skipped while a read takes
+    /// less than a second).
+    static func untilNextRead(nowMs: Int64) -> Duration {
+        .milliseconds(1000 - ((nowMs % 1000) + 1000) % 1000 + 50)
+    }
+
+    /// Sends `point` to the run's streams; false when the feed should stop reading.
+    private func deliver(_ run: String, _ point: DashboardPoint, _ backfill: [RunReport.Second]?) -> Bool {
+        guard let feed = feeds[run] else { return false }
+        for s in backfill ?? [] { feed.history[s.unix] = s }
+        for s in point.seconds { feed.history[s.unix] = s }
+        // A long run keeps its last hour.
+        if feed.history.count > 3600, let cut = feed.history.keys.sorted().dropLast(3600).last {
+            feed.history = feed.history.filter { $0.key > cut }
+        }
+        let previous = feed.latest?.state
+        feed.latest = point
+        for (id, continuation) in feed.subscribers {
+            if !feed.primed.contains(id) { prime(feed, id, continuation) }
+            continuation.yield(ServerSentEvent.format("point", point.json))
+            if let previous, previous != point.state {
+                continuation.yield(ServerSentEvent.format("state", DashboardJSON.line(["run": run, "state": point.state, "previous": previous])))
+            }
+        }
+        let live = RunState(rawValue: point.state)?.isLive ?? false
+        return keepReading(run, feed, live: live)
+    }
+
+    /// Tells the run's streams that it cannot be read; false when the feed should stop.
+    private func complain(_ run: String, _ message: String) -> Bool {
+        guard let feed = feeds[run] else { return false }
+        for (_, continuation) in feed.subscribers { continuation.yield(ServerSentEvent.format("problem", DashboardJSON.line(["message": message]))) }
+        return keepReading(run, feed, live: true)
+    }
+
+    private func keepReading(_ run: String, _ feed: Feed, live: Bool) -> Bool {
+        if let idle = feed.idleSince, idle.duration(to: .now) >= linger {
+            feeds[run] = nil
+            return false
+        }
+        if !live {
+            feed.task = nil
+            if feed.subscribers.isEmpty { feeds[run] = nil }
+            return false
+        }
+        return true
+    }
+
+    /// Reads `run`'s point (and, with `backfill`, every second from its start, its last hour).
+    static func load(_ run: String, backfill: Bool, on c: RedisConnection) async throws -> (DashboardPoint, [RunReport.Second]?) {
+        guard let info = try await RunStore.info(run, on: c) else { throw RedisError.unexpectedReply("run \(run) is gone") }
+        let keys = RunKeys(run: run)
+        let replies = try await c.pipeline([
+            ["HGETALL", keys.totals], ["HLEN", keys.flushSeqs], ["TIME"], ["HGETALL", keys.owners],
+            ["ZRANGE", keys.leases, "0", "-1", "WITHSCORES"], ["ZRANGE", keys.workers, "0", "-1", "WITHSCORES"],
+            ["XREVRANGE", keys.events, "+", "-", "COUNT", "50"],
+        ])
+        let t = replies[2].array ?? []
+        let nowMs = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        let summary = RunSummary.make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs)
+        var seconds: [(unix: Int64, fields: [String: String])] = []
+        var backfilled: [RunReport.Second]?
+        if let window = DashboardPoint.window(nowMs: nowMs, startMs: info.startMs) {
+            let hashes = try await c.pipeline(window.map { ["HGETALL", keys.metrics(second: $0)] })
+            seconds = zip(window, hashes).map { ($0, $1.hash ?? [:]) }
+            if backfill, let start = info.startMs, window.lowerBound > start / 1000 {
+                let first = max(start / 1000, window.lowerBound - 3600)
+                let folded = Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? first
+                backfilled = try await RunReport.loadSeries(keys: keys, first: first, last: window.lowerBound - 1, folded: folded, startMs: start, curve: info.curve, on: c).0
+            }
+        }
+        func scores(_ v: RedisValue) -> [String: Int64] { (v.hash ?? [:]).compactMapValues { Double($0).map { Int64($0) } } }
+        let events = (replies[6].array ?? []).compactMap { entry -> (id: String, fields: [String: String])? in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string, let f = parts[1].hash else { return nil }
+            return (id, f)
+        }
+        let point = DashboardPoint.make(info: info, summary: summary, nowMs: nowMs, seconds: seconds, owners: replies[3].hash ?? [:],
+                                        leases: scores(replies[4]), heartbeats: scores(replies[5]), events: events)
+        return (point, backfilled)
+    }
+
+    // MARK: one-off reads
+
+    /// `GET /api/runs`: the recent runs, live ones first, read at most once a second.
+    public func runsJSON() async throws -> String {
+        if let cache = runsCache, cache.at.duration(to: .now) < .seconds(1) { return cache.json }
+        if let loading = runsLoading { return try await loading.value }
+        let task = Task { [connection] in try await Self.loadRuns(on: connection) }
+        runsLoading = task
+        defer { runsLoading = nil }
+        let json = try await task.value
+        runsCache = (.now, json)
+        return json
+    }
+
+    static func loadRuns(on c: RedisConnection, limit: Int = 50) async throws -> String {
+        let t = try await c.send(["TIME"]).array ?? []
+        let nowMs = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        var rows: [DashboardRunRow] = []
+        for run in try await RunStore.recentRuns(on: c, limit: limit) {
+            // A run whose data is broken is left out of the list; `j4 status` names its fault.
+            guard let info = try? await RunStore.info(run, on: c) else { continue }
+            let keys = RunKeys(run: run)
+            let recent: [Int64] = info.state.isLive ? Array((nowMs / 1000 - 6)...(nowMs / 1000 - 2)) : []
+            let replies = try await c.pipeline([["HGETALL", keys.totals], ["HLEN", keys.flushSeqs]] + recent.map { ["HGET", keys.metrics(second: $0), MetricField.started.name] })
+            let summary = RunSummary.make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs)
+            let started = replies.dropFirst(2).map { $0.int ?? 0 }
+            rows.append(DashboardRunRow.make(info: info, summary: summary, recentStarted: started, nowMs: nowMs))
+        }
+        return DashboardJSON.line(DashboardRunRow.ordered(rows))
+    }
+
+    /// `GET /api/runs/{id}`: the JSON of `j4 status --json`; nil when there is no such run.
+    public func summaryJSON(_ run: String) async throws -> String? {
+        try await RunSummary.load(run, on: connection)?.json
+    }
+
+    /// The HTML report of `run`, as `j4 report --format html` writes it.
+    public func reportHTML(_ run: String) async throws -> String? {
+        try await RunReport.load(run, on: connection)?.rendered("html")
+    }
+
+    /// Carries out `control` on `run` as `who`: the JSON answer, or a refusal.
+    public func control(_ run: String, _ control: RunControl, who: String) async -> Result<String, DashboardRefusal> {
+        do {
+            switch control {
+            case .stop:
+                let (state, tick) = try await RunControls.stop(run, who: who, on: connection)
+                return .success(DashboardJSON.line(StateAnswer(run: run, state: state.rawValue, stop_tick: tick)))
+            case .abort(let reason):
+                let (state, tick) = try await RunControls.abort(run, reason: reason, who: who, on: connection)
+                return .success(DashboardJSON.line(StateAnswer(run: run, state: state.rawValue, stop_tick: tick)))
+            case .scale(let target):
+                let scaled = try await RunControls.scale(run, target: target, who: who, on: connection)
+                return .success(DashboardJSON.line(ScaleAnswer(run: run, target: Double(scaled.targetMilli) / 1000, from_tick: scaled.fromTick)))
+            }
+        } catch let refusal as ControlRefusal {
+            let status = switch refusal.kind {
+            case .noRun: 404
+            case .invalid: 400
+            case .conflict: 409
+            case .unavailable: 503
+            }
+            return .failure(DashboardRefusal(status: status, field: refusal.field, message: refusal.message))
+        } catch RedisError.server(let code, let message) where code == "NOPERM" {
+            return .failure(DashboardRefusal(status: 403, message: "the Redis user of this dashboard may not change runs (\(message)); start it with a user that may"))
+        } catch {
+            return .failure(DashboardRefusal(status: 503, message: "Redis did not carry it out: \(error)"))
+        }
+    }
+
+    struct StateAnswer: Encodable { var run: String, state: String, stop_tick: Int64 }
+    struct ScaleAnswer: Encodable { var run: String, target: Double, from_tick: Int64 }
+}
