@@ -13,7 +13,10 @@ sink=$!
 trap 'kill $sink 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q listening /tmp/j4-demo-sink.log 2>/dev/null && break; sleep 0.1; done
 
-"$J4" run examples/demo.yaml --workers 4 --summary-json /tmp/j4-demo-summary.json
+# The live dashboard too, when its port is free: j4 prints the address to open.
+dashboard=()
+if ! (exec 3<>/dev/tcp/127.0.0.1/8089) 2>/dev/null; then dashboard=(--dashboard); fi
+"$J4" run examples/demo.yaml --workers 4 --summary-json /tmp/j4-demo-summary.json "${dashboard[@]}"
 echo
 echo "the sink counted: $(curl -s http://127.0.0.1:8080/__sink/stats | head -c 200)..."
 echo "summary JSON: /tmp/j4-demo-summary.json"

@@ -17,9 +17,10 @@ extension EndToEndTests {
     }
 
     /// `METHOD http://127.0.0.1:port/path` with `body`: the status and the body.
-    static func http(_ port: Int, _ path: String, method: String = "GET", body: String? = nil) async throws -> (Int, String) {
+    static func http(_ port: Int, _ path: String, method: String = "GET", body: String? = nil, headers: [(String, String)] = []) async throws -> (Int, String) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = .init(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 24)))
@@ -137,12 +138,15 @@ extension EndToEndTests {
         #expect(refusedCode == 403 && refused.contains("--allow-control"), "\(refused)")
         let (badCode, bad) = try await Self.http(port, "/api/runs/\(run)/scale", method: "POST", body: #"{"target": 12.3456}"#)
         #expect(badCode == 400 && Self.object(bad)["field"] as? String == "target" && bad.contains("12.3456"), "\(bad)")
+        let (foreignCode, foreign) = try await Self.http(port, "/api/runs/\(run)/stop", method: "POST", headers: [("origin", "http://attacker.example")])
+        #expect(foreignCode == 403 && foreign.contains("another origin"), "\(foreign)")
         let (unknownCode, unknown) = try await Self.http(port, "/api/runs/no-such-run/stop", method: "POST")
         #expect(unknownCode == 404 && Self.object(unknown)["field"] as? String == "run", "\(unknown)")
         #expect(try await c.send(["HGET", RunKeys(run: run).ctl, "state"]).string == "running")
 
-        // Stop through the API: no tick from the one it names on, and the stream says so.
-        let (stopCode, stopText) = try await Self.http(port, "/api/runs/\(run)/stop", method: "POST")
+        // Stop through the API (as the page sends it, from its own origin): no tick from the
+        // one it names on, and the stream says so.
+        let (stopCode, stopText) = try await Self.http(port, "/api/runs/\(run)/stop", method: "POST", headers: [("origin", "http://127.0.0.1:\(port)")])
         let stop = Self.object(stopText)
         #expect(stopCode == 200 && stop["state"] as? String == "stopping", "\(stopText)")
         let stopTick = Int64(stop["stop_tick"] as? Int ?? -1)

@@ -36,12 +36,12 @@ public enum DashboardPage {
         .tile span { display: block; font-size: 12px; color: var(--muted); }
         .tile b { font-size: 20px; font-weight: 600; }
         .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 14px; }
-        svg.chart { width: 100%; height: 220px; display: block; }
+        svg.chart { width: 100%; height: auto; display: block; }
         svg.chart text { font-size: 11px; fill: var(--muted); }
         table { border-collapse: collapse; width: 100%; }
         th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums; }
         th { font-weight: 600; color: var(--muted); font-size: 12px; }
-        td.num, th.num { text-align: right; }
+        td.num, th.num { text-align: right; white-space: nowrap; }
         .state { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; background: #e8eaed; }
         .state.running, .state.pending, .state.stopping { background: #e6f4ea; color: var(--ok); }
         .state.aborted, .state.failed { background: #fce8e6; color: var(--bad); }

@@ -26,7 +26,7 @@ enum DashboardScript {
 
         // A line chart: series of [x, y] points, y from 0; gaps where a point is missing.
         function chart(title, unit, series) {
-          const W = 640, H = 220, L = 52, R = 10, T = 24, B = 24;
+          const W = 460, H = 250, L = 46, R = 8, T = 26, B = 22;
           let xMax = 1, yMax = 1, count = 0;
           for (const s of series) for (const [x, y] of s.points) { xMax = Math.max(xMax, x); if (y !== null) { yMax = Math.max(yMax, y); count++; } }
           yMax *= 1.1;
@@ -125,14 +125,16 @@ enum DashboardScript {
               ["started", "ok", "failed", "dropped", "unclaimed", "lost", "pending"].map(k => tile(k, k, s[k], num(s[k]))),
               ["p50", "p95", "p99"].map(k => tile("latency " + k, "latency_ms." + k, s.latency_ms[k], ms(s.latency_ms[k]))),
               tile("workers", "workers", p.workers.length, num(p.workers.length)));
+            const target = { name: "target", color: "#9aa0a6", dashed: true, points: rows.map(x => [at(x), x.target]) };
             const charts = h("div", { class: "charts" },
-              chart("Iterations per second", unit === "VUs" ? "per s (target: VUs)" : "per s", [
-                { name: "target", color: "#9aa0a6", dashed: true, points: rows.map(x => [at(x), x.target]) },
+              chart("Iterations per second", "per s", [
+                ...(vus ? [] : [target]),
                 { name: "started", color: "#1a73e8", points: rows.map(x => [at(x), rate(x, x.started)]) },
                 { name: "ok", color: "#1e8e3e", points: rows.map(x => [at(x), rate(x, x.ok)]) },
                 { name: "failed", color: "#c5221f", points: rows.map(x => [at(x), rate(x, x.failed)]) }]),
               chart("Latency per second", "ms", ["p50", "p95", "p99"].map((k, i) => ({ name: k, color: ["#1e8e3e", "#f29900", "#c5221f"][i], points: rows.map(x => [at(x), x[k] === undefined ? null : x[k]]) }))),
-              chart("Dropped per second", "per s", [{ name: "dropped", color: "#b06000", points: rows.map(x => [at(x), rate(x, x.dropped)]) }]));
+              vus ? chart("Virtual users (target)", "VUs", [target])
+                  : chart("Dropped per second", "per s", [{ name: "dropped", color: "#b06000", points: rows.map(x => [at(x), rate(x, x.dropped)]) }]));
             frame.live.replaceChildren(tiles, charts,
               h("div", { class: "cols" }, h("div", {}, thresholds(p), steps(s), checks(s), custom(s)), h("div", {}, workers(p), events(p))));
           }
@@ -147,9 +149,9 @@ enum DashboardScript {
         function steps(s) {
           const names = Object.keys(s.steps).sort();
           if (!names.length) return null;
-          return h("div", { class: "card" }, h("h2", {}, "Steps"), table(["step", "count", "failed", "p50", "p95", "p99", "max", "errors"], names.map(n => {
+          return h("div", { class: "card" }, h("h2", {}, "Steps"), table(["step", "count", "failed", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"], names.map(n => {
             const x = s.steps[n], l = x.latency_ms;
-            return { attrs: { "data-step": n }, cells: [n, field("count", x.count, num(x.count)), field("failed", x.failed, num(x.failed)), ms(l.p50), ms(l.p95), ms(l.p99), ms(l.max),
+            return { attrs: { "data-step": n }, cells: [n, field("count", x.count, num(x.count)), field("failed", x.failed, num(x.failed)), num(l.p50, 2), num(l.p95, 2), num(l.p99, 2), num(l.max, 2),
               Object.entries(x.errors).map(([k, v]) => `${k}=${v}`).join(" ")] };
           }), [0, 1, 1, 1, 1, 1, 1, 0]));
         }
@@ -166,8 +168,8 @@ enum DashboardScript {
           if (!counters.length && !trends.length) return null;
           return h("div", { class: "card" }, h("h2", {}, "Custom metrics"),
             counters.length ? table(["counter", "value"], counters.map(n => ({ attrs: { "data-counter": n }, cells: [n, field("value", s.counters[n], num(s.counters[n]))] })), [0, 1]) : null,
-            trends.length ? table(["trend", "count", "p50", "p95", "p99", "mean"], trends.map(n => { const t = s.trends[n], l = t.latency_ms;
-              return { attrs: { "data-trend": n }, cells: [n, field("count", t.count, num(t.count)), ms(l.p50), ms(l.p95), ms(l.p99), ms(l.mean)] }; }), [0, 1, 1, 1, 1, 1]) : null);
+            trends.length ? table(["trend", "count", "p50 ms", "p95 ms", "p99 ms", "mean ms"], trends.map(n => { const t = s.trends[n], l = t.latency_ms;
+              return { attrs: { "data-trend": n }, cells: [n, field("count", t.count, num(t.count)), num(l.p50, 2), num(l.p95, 2), num(l.p99, 2), num(l.mean, 2)] }; }), [0, 1, 1, 1, 1, 1]) : null);
         }
         function workers(p) {
           return h("div", { class: "card" }, h("h2", {}, `Workers (${p.workers.length})`), p.workers.length ? table(["worker", "heartbeat", "shards (lease left)"], p.workers.map(w => ({
