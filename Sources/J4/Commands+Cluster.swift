@@ -321,10 +321,7 @@ struct ScaleCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = RedisConnection(endpoint: try redisOptions.endpoint(), options: RedisConnectionOptions(clientName: "j4-scale"))
-        guard let value = Double(target) else {
-            throw CLIError.invalid("--target \(target) is not accepted; use iterations per second (arrival-rate runs) or a whole number of VUs (vus runs)")
-        }
-        let scaled = try await refusalsAsCLIErrors { try await RunControls.scale(run, target: value, who: personAtThisHost, on: connection) }
+        let scaled = try await refusalsAsCLIErrors { try await RunControls.scale(run, target: target, who: personAtThisHost, on: connection) }
         print("\(run) target \(target)\(scaled.vus ? " VUs" : "/s") from tick \(scaled.fromTick)")
     }
 }

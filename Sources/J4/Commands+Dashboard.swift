@@ -41,18 +41,38 @@ struct RunDashboardOptions: ParsableArguments {
     /// The port `--dashboard` alone means.
     static let defaultPort = 8089
 
-    @Option(name: .long, help: ArgumentHelp("Serve the live dashboard of this run on 127.0.0.1:PORT (--dashboard alone: 8089; 0: a free port), with its controls.", valueName: "port"))
+    @Option(name: .long, help: ArgumentHelp("Serve the live dashboard of this run on 127.0.0.1:PORT, with its controls: --dashboard[=PORT] (alone: 8089; 0: a free port).", valueName: "port"))
     var dashboard: Int?
 
     func validate() throws {
         if let dashboard, !(0...65535).contains(dashboard) { throw ValidationError("--dashboard \(dashboard) is not accepted; use 0 to 65535") }
     }
 
-    /// `--dashboard` without a value becomes `--dashboard=8089` (ArgumentParser has no options
-    /// with an optional value).
+    /// `--dashboard` without a value becomes `--dashboard=8089`, and `--dashboard PORT`
+    /// `--dashboard=PORT` (ArgumentParser has no options with an optional value).
     static func expand(_ arguments: [String]) -> [String] {
         guard arguments.first == "run" else { return arguments }
-        return arguments.map { $0 == "--dashboard" ? "--dashboard=\(defaultPort)" : $0 }
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            if argument == "--" {
+                out += arguments[i...]
+                break
+            }
+            if argument == "--dashboard" {
+                if i + 1 < arguments.count, Int(arguments[i + 1]) != nil {
+                    out.append("--dashboard=" + arguments[i + 1])
+                    i += 2
+                    continue
+                }
+                out.append("--dashboard=\(defaultPort)")
+            } else {
+                out.append(argument)
+            }
+            i += 1
+        }
+        return out
     }
 }
 

@@ -20,18 +20,19 @@ final class DashboardServer: Sendable {
     /// Binds `host:port` (0: a free port) and serves.
     static func start(host: String, port: Int, hub: DashboardHub, allowControl: Bool) async throws -> DashboardServer {
         let page = DashboardPage.html(control: allowControl)
+        let bind = host
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(DashboardHandler(hub: hub, page: page, allowControl: allowControl))
+                    channel.pipeline.addHandler(DashboardHandler(hub: hub, page: page, allowControl: allowControl, bind: bind))
                 }
             }
             .bind(host: host, port: port).get()
         return DashboardServer(port: channel.localAddress?.port ?? port, channel: channel, hub: hub)
     }
 
-    /// Stops listening; open streams end with their connections.
+    /// Stops listening (the process' end closes the connections still open).
     func close() async { try? await channel.close() }
 }
 
@@ -46,15 +47,18 @@ final class DashboardHandler: ChannelInboundHandler, @unchecked Sendable {
     let hub: DashboardHub
     let page: String
     let allowControl: Bool
+    /// The address it listens on, for the `Host` check.
+    let bind: String
     var head: HTTPRequestHead?
     var body: ByteBuffer?
     var tooLarge = false
     var stream: Task<Void, Never>?
 
-    init(hub: DashboardHub, page: String, allowControl: Bool) {
+    init(hub: DashboardHub, page: String, allowControl: Bool, bind: String) {
         self.hub = hub
         self.page = page
         self.allowControl = allowControl
+        self.bind = bind
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -80,14 +84,18 @@ final class DashboardHandler: ChannelInboundHandler, @unchecked Sendable {
     func answer(_ h: HTTPRequestHead, channel: any Channel) {
         let reply = Reply(channel: channel, keepAlive: h.isKeepAlive, head: h.method == .HEAD)
         if tooLarge { return reply.refuse(DashboardRefusal(status: 413, field: "body", message: "the body is over \(Self.maxBody) bytes")) }
+        let host = h.headers.first(name: "host")
+        guard DashboardRoute.hostAllowed(host, bind: bind) else {
+            return reply.refuse(DashboardRefusal(status: 403, message: "this dashboard answers to 127.0.0.1, localhost and [::1] only, not \(host ?? "a request without Host")"))
+        }
         let route: DashboardRoute
         switch DashboardRoute.parse(method: h.method.rawValue, path: h.uri, body: body.map { String(buffer: $0) }, allowControl: allowControl) {
         case .failure(let refusal): return reply.refuse(refusal)
         case .success(let r): route = r
         }
-        if case .control = route, let origin = h.headers.first(name: "origin"), origin != "http://" + (h.headers.first(name: "host") ?? "") {
+        if case .control = route, !DashboardRoute.originAllowed(h.headers.first(name: "origin"), host: host) {
             // A page of another site may not press the buttons (its POST carries its origin).
-            return reply.refuse(DashboardRefusal(status: 403, message: "controls are refused from another origin (\(origin))"))
+            return reply.refuse(DashboardRefusal(status: 403, message: "controls are refused from another origin (\(h.headers.first(name: "origin") ?? ""))"))
         }
         let hub = self.hub
         let page = self.page
@@ -109,15 +117,21 @@ final class DashboardHandler: ChannelInboundHandler, @unchecked Sendable {
                     case .failure(let refusal): reply.refuse(refusal)
                     }
                 case .stream(let id):
+                    if reply.head {
+                        return try await hub.exists(id) ? reply.startStream() : reply.refuse(Self.noRun(id))
+                    }
                     guard let events = try await hub.subscribe(id) else { return reply.refuse(Self.noRun(id)) }
                     reply.startStream()
-                    if reply.head { return }
                     for await event in events {
-                        // A reader that does not keep up misses points rather than growing this process.
-                        if channel.isWritable { reply.chunk(event) }
+                        // A reader that does not keep up misses points rather than growing this
+                        // process; the rest (history, state, end) it gets.
+                        if channel.isWritable || !event.hasPrefix("event: point\n") { reply.chunk(event) }
                     }
+                    reply.endStream()
                 }
             } catch is CancellationError {
+            } catch let e as CorruptRunError {
+                reply.refuse(DashboardRefusal(status: 500, field: "run", message: "\(e) (its data in Redis cannot be used; `j4 abort` still ends it)"))
             } catch {
                 reply.refuse(DashboardRefusal(status: 503, message: "cannot read Redis: \(error)"))
             }
@@ -150,7 +164,13 @@ struct Reply: Sendable {
     func startStream() {
         let headers = HTTPHeaders([("content-type", "text/event-stream"), ("cache-control", "no-store"), ("x-accel-buffering", "no")])
         channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: nil)
-        if head { channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil) }
+        if head { endStream() }
+    }
+
+    /// The end of a stream: the last chunk, then the connection as the request asked.
+    func endStream() {
+        let channel = self.channel, keepAlive = self.keepAlive
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in if !keepAlive { channel.close(promise: nil) } }
     }
 
     func chunk(_ text: String) {

@@ -46,7 +46,7 @@ extension EndToEndTests {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let response = try await streamClient.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(600))
+                    let response = try await streamClient.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(120))
                     guard response.status == .ok else { throw TestSupportError(description: "stream answered \(response.status)") }
                     var pending = ""
                     for try await buffer in response.body {
@@ -170,6 +170,22 @@ extension EndToEndTests {
         let final = Self.object(finalStatus)
         let received = try await sink.stats().requests
         #expect(final["state"] as? String == "stopped" && Int64(final["started"] as? Int ?? -1) == Int64(received), "\(received) at the sink: \(final)")
+        // The first stream ends once the run has; a stream opened now gets the whole run, from
+        // tick 0, and ends: its seconds add up to what the sink received.
+        var tail: [String] = []
+        while let e = try await events.next() { tail.append(e.event) }
+        #expect(tail.last == "end", "\(tail)")
+        var reopened: [Int: [String: Any]] = [:], lateEvents: [String] = []
+        for try await e in Self.serverSentEvents(port, "/api/runs/\(run)/stream") {
+            lateEvents.append(e.event)
+            let seconds = e.event == "history" ? Self.object(e.data)["seconds"] : (e.event == "point" ? Self.object(e.data)["seconds"] : nil)
+            for second in seconds as? [[String: Any]] ?? [] { reopened[second["unix"] as? Int ?? 0] = second }
+        }
+        // A point, or three when it ended under 5 s ago (two more reads for the last flushes).
+        #expect(lateEvents.first == "history" && lateEvents.last == "end" && lateEvents.dropFirst().dropLast().allSatisfy { $0 == "point" } && lateEvents.count <= 5, "\(lateEvents)")
+        let firstT = reopened.values.compactMap { $0["t"] as? Int }.min()
+        let total = reopened.values.reduce(0) { $0 + ($1["started"] as? Int ?? 0) }
+        #expect(firstT == 0 && total == Int(received), "\(reopened.count) seconds from t=\(firstT ?? -1), \(total) started")
 
         for p in processes + [viewer, controller] { p.send(SIGTERM) }
         for p in processes + [viewer, controller] { _ = await p.wait() }
@@ -236,7 +252,7 @@ extension EndToEndTests {
     func dashboardInChromium() async throws {
         let (bare, bareOut) = try await J4Binary.run(["run", "/nonexistent.yaml", "--dashboard"])
         #expect(bare == 2 && bareOut.contains("cannot read /nonexistent.yaml"), "\(bareOut)")
-        let (badPort, badPortOut) = try await J4Binary.run(["run", "/nonexistent.yaml", "--dashboard=70000"])
+        let (badPort, badPortOut) = try await J4Binary.run(["run", "/nonexistent.yaml", "--dashboard", "70000"])
         #expect(badPort == 2 && badPortOut.contains("--dashboard 70000"), "\(badPortOut)")
 
         let redis = try await EmbeddedRedis.start()

@@ -24,16 +24,21 @@ struct DashboardPointTests {
                        granted: 0, submittedMs: 100_000, finishedMs: finishedMs, generation: 1, hash: "h")
     }
 
-    @Test("the seconds a point re-reads: the 6 whole seconds before the last, never before the run's first", arguments: [
-        (Int64(10_500), Int64?.none, ClosedRange<Int64>?.none),
-        (10_500, 9_000, nil),           // the run's first second is not over yet
-        (11_999, 9_000, 9...9),
-        (20_999, 9_000, 13...18),
-        (20_000, 17_400, 17...18),
-        (20_000, 0, 13...18),
+    @Test("the seconds a point re-reads: the 6 whole seconds before the last, never before the run's first; an ended run's last 6; none folded unless all are", arguments: [
+        (Int64(10_500), Int64?.none, Int64?.none, Int64?.none, ClosedRange<Int64>?.none),
+        (10_500, 9_000, nil, nil, nil),           // the run's first second is not over yet
+        (11_999, 9_000, nil, nil, 9...9),
+        (20_999, 9_000, nil, nil, 13...18),
+        (20_000, 17_400, nil, nil, 17...18),
+        (20_000, 0, nil, nil, 13...18),
+        (100_000, 9_000, 15_400, nil, 10...15),   // ended long ago: its end, not now
+        (15_900, 9_000, 15_400, nil, 9...14),     // ended a moment ago: not the second still going
+        (16_000, 9_000, 16_000, nil, 10...15),    // ended on a second's boundary
+        (20_999, 9_000, nil, 16, 16...18),        // seconds below 16 folded into their minute
+        (20_999, 9_000, nil, 30, 18...18),
     ])
-    func window(nowMs: Int64, startMs: Int64?, expected: ClosedRange<Int64>?) {
-        #expect(DashboardPoint.window(nowMs: nowMs, startMs: startMs) == expected)
+    func window(nowMs: Int64, startMs: Int64?, endMs: Int64?, folded: Int64?, expected: ClosedRange<Int64>?) {
+        #expect(DashboardPoint.window(nowMs: nowMs, startMs: startMs, endMs: endMs, folded: folded) == expected)
     }
 
     @Test("the next read is 50 ms into the next server second", arguments: [

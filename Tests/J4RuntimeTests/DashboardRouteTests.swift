@@ -61,4 +61,24 @@ struct DashboardRouteTests {
         #expect(ServerSentEvent.format("point", "{\"a\":1}") == "event: point\ndata: {\"a\":1}\n\n")
         #expect(ServerSentEvent.format("state", "a\nb") == "event: state\ndata: a\ndata: b\n\n")
     }
+
+    @Test("which Host a dashboard answers: loopback names only when it listens on loopback (DNS rebinding sends the attacker's name)", arguments: [
+        ("127.0.0.1:8089", "127.0.0.1", true), ("localhost:8089", "127.0.0.1", true), ("LOCALHOST", "127.0.0.1", true),
+        ("[::1]:8089", "127.0.0.1", true), ("127.0.0.2:9000", "localhost", true), ("app.localhost:8089", "::1", true),
+        ("evil.example:8089", "127.0.0.1", false), ("127.0.0.1.evil.example:8089", "127.0.0.1", false), ("127.0.0.300", "127.0.0.1", false),
+        ("[::2]:8089", "127.0.0.1", false), (nil, "127.0.0.1", false),
+        ("dashboard.internal:8089", "0.0.0.0", true), (nil, "10.0.0.5", true),
+    ] as [(String?, String, Bool)])
+    func host(host: String?, bind: String, allowed: Bool) {
+        #expect(DashboardRoute.hostAllowed(host, bind: bind) == allowed)
+    }
+
+    @Test("which pages may press the buttons: the dashboard's own (HTTP, or HTTPS behind a proxy) and clients that are not pages", arguments: [
+        (String?.none, "127.0.0.1:8089", true), ("http://127.0.0.1:8089", "127.0.0.1:8089", true), ("https://j4.example", "j4.example", true),
+        ("http://attacker.example", "127.0.0.1:8089", false), ("http://127.0.0.1:8090", "127.0.0.1:8089", false), ("null", "127.0.0.1:8089", false),
+        ("http://127.0.0.1:8089", nil, false),
+    ] as [(String?, String?, Bool)])
+    func origin(origin: String?, host: String?, allowed: Bool) {
+        #expect(DashboardRoute.originAllowed(origin, host: host) == allowed)
+    }
 }

@@ -52,21 +52,20 @@ public enum RunControls {
         public var fromTick: Int64
     }
 
-    /// Makes `target` (iterations per second, or VUs) the constant target of `run` from its
-    /// first unfrozen tick on (scale.lua), after checking it against the run's model and the
-    /// cluster's ceiling.
-    public static func scale(_ run: String, target: Double, who: String, on c: RedisConnection) async throws -> Scaled {
+    /// Makes `target` (iterations per second, or VUs, as typed) the constant target of `run`
+    /// from its first unfrozen tick on (scale.lua), after checking it against the run's model
+    /// and the cluster's ceiling.
+    public static func scale(_ run: String, target: String, who: String, on c: RedisConnection) async throws -> Scaled {
         guard RunID.isValid(run), let info = try await RunStore.info(run, on: c) else { throw noRun(run) }
         let model = info.definition.model
         let vus = model == .vus
-        let shown = target.rounded() == target && abs(target) < 1e15 ? String(Int64(target)) : String(target)
-        guard let milli = RunDefinition.targetMilli(target, vus: vus) else {
-            throw ControlRefusal(kind: .invalid, field: "target", message: "target \(shown) is not accepted; use " + (vus
+        guard let milli = Double(target).flatMap({ RunDefinition.targetMilli($0, vus: vus) }) else {
+            throw ControlRefusal(kind: .invalid, field: "target", message: "target \(target) is not accepted; use " + (vus
                 ? "a whole number of VUs from 0 to \(DefinitionLimits.maxVUs)"
                 : "iterations per second from 0 to \(DefinitionLimits.maxRate), at most 3 decimals"))
         }
         if let problem = try await RunStore.limits(on: c).problem(scaling: model, to: milli) {
-            throw ControlRefusal(kind: .invalid, field: "target", message: "target \(problem.value ?? shown) is not accepted; \(problem.expected)")
+            throw ControlRefusal(kind: .invalid, field: "target", message: "target \(target) is not accepted; \(problem.expected)")
         }
         let (code, fromTick) = try await RunClient(run: run).scale(c, targetMilli: milli, who: who)
         switch code {

@@ -6,8 +6,9 @@ import Logging
 /// The one reader of Redis in a dashboard process. Each run someone watches has one feed that
 /// reads it once a second and sends the point to every open stream of that run, so 100
 /// browser tabs on a run cost Redis what one does. The list of runs is read at most once a
-/// second whoever asks. A feed stops reading 10 s after its last stream closed, and once its
-/// run has ended (the last point is kept for whoever opens it next).
+/// second whoever asks. A feed stops reading 10 s after its last stream closed; once its run
+/// has ended it reads twice more (the workers' last flushes), sends `end` and closes its
+/// streams.
 public actor DashboardHub {
     public let connection: RedisConnection
     let logger: Logger
@@ -23,11 +24,15 @@ public actor DashboardHub {
         var subscribers: [Int: AsyncStream<String>.Continuation] = [:]
         /// Subscribers that have had the history.
         var primed: Set<Int> = []
-        /// Every second read so far, by unix second.
+        /// Every second read so far (its last hour), by unix second.
         var history: [Int64: RunReport.Second] = [:]
         var latest: DashboardPoint?
         var task: Task<Void, Never>?
         var idleSince: ContinuousClock.Instant?
+        /// Reads made since the run was seen ended.
+        var readsAfterEnd = 0
+        /// The run has ended and its streams were closed.
+        var ended = false
     }
 
     public init(connection: RedisConnection, logger: Logger, linger: Duration = .seconds(10)) {
@@ -38,12 +43,13 @@ public actor DashboardHub {
 
     // MARK: streams
 
-    /// A stream of `run`'s Server-Sent Events: `history` (every second so far) then a `point`
-    /// a second, `state` when the run's state changes, `problem` when Redis cannot be read.
-    /// Nil when there is no such run.
+    /// A stream of `run`'s Server-Sent Events: `history` (every second so far, its last hour)
+    /// then a `point` a second, `state` (before the point that shows it) when the run's state
+    /// changes, `problem` when Redis cannot be read, and `end` once the run has ended, after
+    /// which the stream finishes. Nil when there is no such run.
     public func subscribe(_ run: String) async throws -> AsyncStream<String>? {
         if feeds[run] == nil {
-            guard try await RunStore.info(run, on: connection) != nil else { return nil }
+            guard try await exists(run) else { return nil }
         }
         let feed: Feed
         if let existing = feeds[run] {
@@ -62,17 +68,22 @@ public actor DashboardHub {
         if let latest = feed.latest {
             prime(feed, id, continuation)
             continuation.yield(ServerSentEvent.format("point", latest.json))
+            if feed.ended { end(feed, latest, only: continuation) }
         }
         return stream
+    }
+
+    /// Whether `run` is in Redis.
+    public func exists(_ run: String) async throws -> Bool {
+        try await RunStore.info(run, on: connection) != nil
     }
 
     /// Returns once the streams of `run` have been sent its end (or nobody watches it), or
     /// after `timeout`.
     public func waitForEnd(of run: String, timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, let feed = feeds[run], !feed.subscribers.isEmpty,
-              RunState(rawValue: feed.latest?.state ?? "running")?.isLive ?? true {
-            try? await Task.sleep(for: .milliseconds(100))
+        while ContinuousClock.now < deadline, let feed = feeds[run], !feed.subscribers.isEmpty, !feed.ended {
+            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return }
         }
     }
 
@@ -97,23 +108,34 @@ public actor DashboardHub {
         feed.primed.insert(id)
     }
 
-    /// The feed's loop: a point a second while someone watches and the run is live.
+    /// `end` to the streams of `feed` (or to `only`), which then finish.
+    private func end(_ feed: Feed, _ point: DashboardPoint, only: AsyncStream<String>.Continuation? = nil) {
+        let event = ServerSentEvent.format("end", DashboardJSON.line(["run": point.run, "state": point.state]))
+        for continuation in only.map({ [$0] }) ?? Array(feed.subscribers.values) {
+            continuation.yield(event)
+            continuation.finish()
+        }
+    }
+
+    /// The feed's loop: a point a second while someone watches and the run is live. After a
+    /// gap (Redis unreachable for longer than the seconds a point re-reads), the next read
+    /// fills it in.
     private func read(_ run: String) async {
-        var backfilled = false
+        var readThrough: Int64?
         var failing = false
         while !Task.isCancelled {
-            var pause = Duration.seconds(1)
+            var pause: Duration? = .seconds(1)
             do {
-                let (point, backfill) = try await Self.load(run, backfill: !backfilled, on: connection)
-                backfilled = true
+                let (point, backfill) = try await Self.load(run, after: readThrough, on: connection)
+                readThrough = point.seconds.last?.unix ?? readThrough
                 failing = false
-                if !deliver(run, point, backfill) { return }
-                pause = Self.untilNextRead(nowMs: point.now_ms)
+                pause = deliver(run, point, backfill)
             } catch {
                 if !failing { logger.warning("dashboard cannot read the run", metadata: ["run": "\(run)", "error": "\(error)"]) }
                 failing = true
-                if !complain(run, "cannot read run \(run) from Redis: \(error)") { return }
+                if !complain(run, "cannot read run \(run) from Redis: \(error)") { pause = nil }
             }
+            guard let pause else { return }
             try? await Task.sleep(for: pause)
         }
     }
@@ -125,12 +147,15 @@ public actor DashboardHub {
         .milliseconds(1000 - ((nowMs % 1000) + 1000) % 1000 + 50)
     }
 
-    /// Sends `point` to the run's streams; false when the feed should stop reading.
-    private func deliver(_ run: String, _ point: DashboardPoint, _ backfill: [RunReport.Second]?) -> Bool {
-        guard let feed = feeds[run] else { return false }
+    /// A run that ended less than this long before a read is read twice more, for the
+    /// workers' last flushes.
+    static let settling: Int64 = 5000
+
+    /// Sends `point` to the run's streams; how long until the next read, or nil to stop.
+    private func deliver(_ run: String, _ point: DashboardPoint, _ backfill: [RunReport.Second]?) -> Duration? {
+        guard let feed = feeds[run] else { return nil }
         for s in backfill ?? [] { feed.history[s.unix] = s }
         for s in point.seconds { feed.history[s.unix] = s }
-        // A long run keeps its last hour.
         if feed.history.count > 3600, let cut = feed.history.keys.sorted().dropLast(3600).last {
             feed.history = feed.history.filter { $0.key > cut }
         }
@@ -138,37 +163,43 @@ public actor DashboardHub {
         feed.latest = point
         for (id, continuation) in feed.subscribers {
             if !feed.primed.contains(id) { prime(feed, id, continuation) }
-            continuation.yield(ServerSentEvent.format("point", point.json))
             if let previous, previous != point.state {
                 continuation.yield(ServerSentEvent.format("state", DashboardJSON.line(["run": run, "state": point.state, "previous": previous])))
             }
+            continuation.yield(ServerSentEvent.format("point", point.json))
         }
-        let live = RunState(rawValue: point.state)?.isLive ?? false
-        return keepReading(run, feed, live: live)
+        if let idle = feed.idleSince, idle.duration(to: .now) >= linger {
+            feeds[run] = nil
+            return nil
+        }
+        guard !(RunState(rawValue: point.state)?.isLive ?? false) else { return Self.untilNextRead(nowMs: point.now_ms) }
+        let recent = point.now_ms - (point.finished_ms ?? 0) < Self.settling
+        if recent && feed.readsAfterEnd < 2 {
+            feed.readsAfterEnd += 1
+            return .seconds(1)
+        }
+        feed.ended = true
+        feed.task = nil
+        end(feed, point)
+        if feed.subscribers.isEmpty { feeds[run] = nil }
+        return nil
     }
 
     /// Tells the run's streams that it cannot be read; false when the feed should stop.
     private func complain(_ run: String, _ message: String) -> Bool {
         guard let feed = feeds[run] else { return false }
         for (_, continuation) in feed.subscribers { continuation.yield(ServerSentEvent.format("problem", DashboardJSON.line(["message": message]))) }
-        return keepReading(run, feed, live: true)
-    }
-
-    private func keepReading(_ run: String, _ feed: Feed, live: Bool) -> Bool {
         if let idle = feed.idleSince, idle.duration(to: .now) >= linger {
             feeds[run] = nil
-            return false
-        }
-        if !live {
-            feed.task = nil
-            if feed.subscribers.isEmpty { feeds[run] = nil }
             return false
         }
         return true
     }
 
-    /// Reads `run`'s point (and, with `backfill`, every second from its start, its last hour).
-    static func load(_ run: String, backfill: Bool, on c: RedisConnection) async throws -> (DashboardPoint, [RunReport.Second]?) {
+    /// Reads `run`'s point, and the seconds from the one after `after` (from its start when
+    /// nil; at most the last hour) up to the point's own: the history a feed starts with, or
+    /// what a gap in its reads missed.
+    static func load(_ run: String, after: Int64?, on c: RedisConnection) async throws -> (DashboardPoint, [RunReport.Second]?) {
         guard let info = try await RunStore.info(run, on: c) else { throw RedisError.unexpectedReply("run \(run) is gone") }
         let keys = RunKeys(run: run)
         let replies = try await c.pipeline([
@@ -181,12 +212,13 @@ public actor DashboardHub {
         let summary = RunSummary.make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs)
         var seconds: [(unix: Int64, fields: [String: String])] = []
         var backfilled: [RunReport.Second]?
-        if let window = DashboardPoint.window(nowMs: nowMs, startMs: info.startMs) {
+        let endMs = info.state.isLive ? nil : info.finishedMs
+        if let window = DashboardPoint.window(nowMs: nowMs, startMs: info.startMs, endMs: endMs, folded: info.compactedSecond), let start = info.startMs {
             let hashes = try await c.pipeline(window.map { ["HGETALL", keys.metrics(second: $0)] })
             seconds = zip(window, hashes).map { ($0, $1.hash ?? [:]) }
-            if backfill, let start = info.startMs, window.lowerBound > start / 1000 {
-                let first = max(start / 1000, window.lowerBound - 3600)
-                let folded = Int64(try await c.send(["HGET", keys.ctl, "compacted_s"]).string ?? "") ?? first
+            let first = max(start / 1000, (after ?? Int64.min) + 1, window.lowerBound - 3600)
+            if first < window.lowerBound {
+                let folded = min(window.lowerBound, info.compactedSecond ?? first)
                 backfilled = try await RunReport.loadSeries(keys: keys, first: first, last: window.lowerBound - 1, folded: folded, startMs: start, curve: info.curve, on: c).0
             }
         }
@@ -252,7 +284,8 @@ public actor DashboardHub {
                 let (state, tick) = try await RunControls.abort(run, reason: reason, who: who, on: connection)
                 return .success(DashboardJSON.line(StateAnswer(run: run, state: state.rawValue, stop_tick: tick)))
             case .scale(let target):
-                let scaled = try await RunControls.scale(run, target: target, who: who, on: connection)
+                let text = target.rounded() == target && abs(target) < 1e15 ? String(Int64(target)) : String(target)
+                let scaled = try await RunControls.scale(run, target: text, who: who, on: connection)
                 return .success(DashboardJSON.line(ScaleAnswer(run: run, target: Double(scaled.targetMilli) / 1000, from_tick: scaled.fromTick)))
             }
         } catch let refusal as ControlRefusal {

@@ -33,6 +33,8 @@ public struct DashboardPoint: Sendable, Codable {
     public var now_ms: Int64
     /// Tick 0, once the run has started.
     public var start_ms: Int64?
+    /// When it ended (server ms), once it has.
+    public var finished_ms: Int64?
     public var elapsed_s: Double
     public var length_s: Double
     /// 1-based stage and the number of stages while the run is in one.
@@ -50,12 +52,15 @@ public struct DashboardPoint: Sendable, Codable {
     public var events: [Event]
 
     /// The seconds a point re-reads when the server's clock says `nowMs`: the 6 before the one
-    /// before now (whose metrics are still being flushed), from the run's first second on.
-    public static func window(nowMs: Int64, startMs: Int64?) -> ClosedRange<Int64>? {
+    /// before now (whose metrics are still being flushed), from the run's first second on; for
+    /// a run that ended at `endMs`, its last 6 seconds. None of the seconds folded into their
+    /// minute (below `folded`) unless every one of them is.
+    public static func window(nowMs: Int64, startMs: Int64?, endMs: Int64? = nil, folded: Int64? = nil) -> ClosedRange<Int64>? {
         guard let startMs else { return nil }
-        let last = nowMs / 1000 - 2
-        let first = max(startMs / 1000, last - 5)
-        return first <= last ? first...last : nil
+        var last = nowMs / 1000 - 2
+        if let endMs { last = min(nowMs / 1000 - 1, (endMs + 999) / 1000 - 1) }
+        guard last >= startMs / 1000 else { return nil }
+        return min(last, max(startMs / 1000, last - 5, folded ?? .min))...last
     }
 
     /// The point of `info` with its `summary`, the hashes of the seconds of ``window(nowMs:startMs:)``
@@ -97,7 +102,7 @@ public struct DashboardPoint: Sendable, Codable {
                   fields: entry.fields.filter { $0.key != "type" && $0.key != "at" })
         }
         return DashboardPoint(
-            run: info.id, state: info.state.rawValue, now_ms: nowMs, start_ms: startMs,
+            run: info.id, state: info.state.rawValue, now_ms: nowMs, start_ms: startMs, finished_ms: info.state.isLive ? nil : info.finishedMs,
             elapsed_s: Double(elapsedMs) / 1000, length_s: Double(curve.durationMs) / 1000, stage: stage,
             target: info.state.isLive && startMs != nil ? Double(curve.targetMilli(atMs: elapsedMs)) / 1000 : 0,
             seconds: series, summary: summary, thresholds: summary.thresholds.map(\.shown), workers: workers, events: shownEvents)
@@ -115,7 +120,8 @@ public struct DashboardRunRow: Sendable, Codable, Equatable {
     public var scenario: String
     public var model: String
     public var submitted_ms: Int64
-    /// The curve's target now (live runs) or at its peak (others): per second or VUs.
+    /// The curve's target now (started runs) or at its peak (pending and ended ones): per
+    /// second or VUs.
     public var target: Double
     /// Started per second: over the last 5 whole seconds while live, over the whole run after.
     public var achieved: Double

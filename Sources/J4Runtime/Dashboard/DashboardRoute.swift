@@ -124,6 +124,39 @@ extension DashboardRoute {
     }
 }
 
+extension DashboardRoute {
+    /// Whether a request with the `Host` header `host` may be answered by a dashboard bound to
+    /// `bind`. Bound to a loopback address, only loopback names are answered: a page of
+    /// another site whose name an attacker points at 127.0.0.1 (DNS rebinding) sends its own
+    /// name. Bound elsewhere, any name (the operator chose to expose it; see SECURITY.md).
+    public static func hostAllowed(_ host: String?, bind: String) -> Bool {
+        guard isLoopback(bind) else { return true }
+        guard let host else { return false }
+        let name: Substring
+        if host.hasPrefix("[") {
+            name = host.dropFirst().prefix { $0 != "]" }
+        } else {
+            name = host.prefix { $0 != ":" }
+        }
+        return isLoopback(String(name))
+    }
+
+    /// Whether a control from a page of `origin` (nil: not from a browser page) may go to a
+    /// dashboard asked for as `host`: only from its own pages, over HTTP or, behind a proxy,
+    /// HTTPS.
+    public static func originAllowed(_ origin: String?, host: String?) -> Bool {
+        guard let origin else { return true }
+        guard let host else { return false }
+        return origin == "http://" + host || origin == "https://" + host
+    }
+
+    static func isLoopback(_ name: String) -> Bool {
+        let n = name.lowercased()
+        return n == "localhost" || n.hasSuffix(".localhost") || n == "::1" || n == "[::1]" || n.hasPrefix("127.")
+            && n.split(separator: ".").count == 4 && n.split(separator: ".").allSatisfy { UInt8($0) != nil }
+    }
+}
+
 /// Server-Sent Events as the stream writes them.
 public enum ServerSentEvent {
     /// One event: its name and its data, one `data:` line per line of it, and the blank line.

@@ -47,7 +47,12 @@ enum DashboardScript {
           let lx = L + 4;
           for (const s of series) {
             let seg = [];
-            const flush = () => { if (seg.length) add("polyline", { class: "series", "data-series": s.name, fill: "none", stroke: s.color, "stroke-width": 1.8, "stroke-dasharray": s.dashed ? "6,4" : "none", points: seg.join(" ") }); seg = []; };
+            // A lone point is a dot (a one-point line draws nothing).
+            const flush = () => {
+              if (seg.length === 1) { const [cx, cy] = seg[0].split(","); add("circle", { class: "series", "data-series": s.name, cx, cy, r: 2.5, fill: s.color }); }
+              else if (seg.length) add("polyline", { class: "series", "data-series": s.name, fill: "none", stroke: s.color, "stroke-width": 1.8, "stroke-dasharray": s.dashed ? "6,4" : "none", points: seg.join(" ") });
+              seg = [];
+            };
             for (const [x, y] of s.points) { if (y === null) flush(); else seg.push(px(x).toFixed(1) + "," + py(y).toFixed(1)); }
             flush();
             add("rect", { x: lx, y: 6, width: 10, height: 10, fill: s.color });
@@ -86,21 +91,31 @@ enum DashboardScript {
         function runView(id) {
           document.getElementById("crumb").replaceChildren("/ ", h("span", {}, id));
           const seconds = new Map();
-          let latest = null, notice = "", frame = null;
-          const es = new EventSource(`/api/runs/${id}/stream`);
+          let latest = null, notice = "", problem = "", frame = null, ended = false;
           const conn = document.getElementById("conn");
-          es.addEventListener("history", e => { for (const s of JSON.parse(e.data).seconds) seconds.set(s.unix, s); });
-          es.addEventListener("point", e => {
-            latest = JSON.parse(e.data);
-            for (const s of latest.seconds) seconds.set(s.unix, s);
-            conn.textContent = "live · " + clock(latest.now_ms);
-            if (!LIVE.has(latest.state)) { es.close(); conn.textContent = "run " + latest.state; }
-            render();
-          });
-          es.addEventListener("state", e => { const s = JSON.parse(e.data); notice = `The run went from ${s.previous} to ${s.state}.`; });
-          es.addEventListener("problem", e => { notice = JSON.parse(e.data).message; render(); });
-          es.onerror = () => { if (!latest || LIVE.has(latest.state)) conn.textContent = "stream interrupted, reconnecting…"; };
-          fetch(`/api/runs/${id}`).then(r => { if (r.status === 404) app.replaceChildren(h("div", { class: "banner" }, `No run ${id} in this Redis.`)); });
+          // EventSource reconnects by itself after a dropped connection, not after an answer
+          // other than 200 (a dashboard restarting, Redis unreachable): then this does, every 3 s.
+          function connect() {
+            const es = new EventSource(`/api/runs/${id}/stream`);
+            es.addEventListener("history", e => { for (const s of JSON.parse(e.data).seconds) seconds.set(s.unix, s); });
+            es.addEventListener("state", e => { const s = JSON.parse(e.data); notice = `The run went from ${s.previous} to ${s.state}.`; });
+            es.addEventListener("point", e => {
+              latest = JSON.parse(e.data);
+              problem = "";
+              for (const s of latest.seconds) seconds.set(s.unix, s);
+              conn.textContent = (LIVE.has(latest.state) ? "live · " : "ended · ") + clock(latest.now_ms);
+              render();
+            });
+            es.addEventListener("problem", e => { problem = JSON.parse(e.data).message; if (latest) render(); else conn.textContent = problem; });
+            es.addEventListener("end", e => { ended = true; es.close(); conn.textContent = "run " + JSON.parse(e.data).state; });
+            es.onerror = () => {
+              if (ended) return;
+              conn.textContent = "stream interrupted, reconnecting…";
+              if (es.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+            };
+          }
+          connect();
+          fetch(`/api/runs/${id}`).then(r => { if (r.status === 404) { ended = true; app.replaceChildren(h("div", { class: "banner" }, `No run ${id} in this Redis.`)); } });
 
           function render() {
             const p = latest, s = p.summary, vus = s.model === "vus", unit = vus ? "VUs" : "/s";
@@ -110,10 +125,11 @@ enum DashboardScript {
             if (!frame) {
               frame = { notice: h("div", { class: "banner" }), head: h("div"), live: h("div") };
               const links = h("div", { class: "controls" }, h("a", { href: `/api/runs/${p.run}/report`, download: `j4-${p.run}.html` }, "Download the HTML report"));
-              if (CONTROL && LIVE.has(s.state)) links.append(controls(p.run, vus));
+              if (CONTROL && LIVE.has(s.state)) { frame.controls = controls(p.run, vus); links.append(frame.controls); }
               app.replaceChildren(frame.notice, h("div", { class: "card" }, frame.head, links), frame.live);
             }
-            frame.notice.textContent = notice;
+            if (frame.controls && !LIVE.has(s.state)) { frame.controls.remove(); frame.controls = null; }
+            frame.notice.textContent = [problem, notice].filter(x => x).join(" ");
             frame.head.replaceChildren(
               h("h1", {}, `${s.name} `, stateBadge(s.state)),
               h("div", { class: "muted" }, `${p.run} · ${s.scenario} · ${s.model}`, p.stage ? ` · stage ${p.stage[0]} of ${p.stage[1]}` : "",
@@ -205,7 +221,7 @@ enum DashboardScript {
           return h("span", { class: "controls" }, stop, abort, target, scale, out);
         }
 
-        const m = location.pathname.match(/^\/runs\/([a-z0-9_-]{1,64})$/);
+        const m = location.pathname.match(/^\/runs\/([a-z0-9_-]{1,64})\/?$/);
         if (m) runView(m[1]); else listView();
         """#
 }

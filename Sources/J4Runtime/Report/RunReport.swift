@@ -121,7 +121,7 @@ public struct RunReport: Sendable, Codable {
             let replies = try await c.pipeline(batch.map { ["HGETALL", $0.key] })
             for (entry, reply) in zip(batch, replies) {
                 let h = reply.hash ?? [:]
-                let t = entry.unix - first
+                let t = entry.unix - startMs / 1000
                 let midMs = min(max(0, t * 1000 + entry.seconds * 500), curve.durationMs)
                 let target = entry.unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
                 series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target, h))
