@@ -256,6 +256,7 @@ extension EndToEndTests {
         #expect(badPort == 2 && badPortOut.contains("--dashboard 70000"), "\(badPortOut)")
 
         let redis = try await EmbeddedRedis.start()
+        let c = redis.connect()
         let sink = try await SinkProcess.start(["--latency", "3ms", "--error-rate", "0.05"])
         let file = try temporaryFile(Self.arrivalRate(sink, name: "dashboard-demo", start: 20, stages: "  - { duration: 6s, target: 60 }\n  - { duration: 14s, target: 60 }", shards: 6)
                                      + "\nthresholds: [\"p95 < 2s\", \"errors < 1%\"]\n")
@@ -266,10 +267,16 @@ extension EndToEndTests {
         let dir = NSTemporaryDirectory() + "j4-dashboard-\(UUID().uuidString)/"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
 
+        // j4 run's dashboard has the controls: a scale (to the rate it holds anyway) is marked on the charts.
+        try await waitFor("the run scheduled", timeout: .seconds(20)) { try await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).string != nil }
+        try await waitUntilRedisTime((Int64(try await c.send(["HGET", RunKeys(run: run).ctl, "start_ms"]).string ?? "") ?? 0) + 2000, on: c)
+        let (scaleCode, scaled) = try await Self.http(port, "/api/runs/\(run)/scale", method: "POST", body: #"{"target": 60}"#)
+        #expect(scaleCode == 200 && Self.object(scaled)["target"] as? Double == 60, "\(scaled)")
+
         // Mid-run, once each chart has some seconds.
         let before = try await Self.statusJSON(run, redis.url)
         let dom = try await Self.capture("http://127.0.0.1:\(port)/runs/\(run)",
-                                         until: "document.querySelectorAll('svg.chart').length === 3 && [...document.querySelectorAll('svg.chart')].every(s => +s.dataset.points >= 8)",
+                                         until: "document.querySelectorAll('svg.chart').length === 3 && [...document.querySelectorAll('svg.chart')].every(s => +s.dataset.points >= 8) && document.querySelector('line.mark[data-event=scaled]') !== null",
                                          png: dir + "dashboard.png")
         let after = try await Self.statusJSON(run, redis.url)
         #expect(Self.shown("state", in: dom) == "running", "\(dom.prefix(2000))")

@@ -24,8 +24,9 @@ enum DashboardScript {
             rows.map(r => h("tr", r.attrs || {}, r.cells.map((c, i) => h("td", { class: numeric && numeric[i] ? "num" : null }, c)))));
         }
 
-        // A line chart: series of [x, y] points, y from 0; gaps where a point is missing.
-        function chart(title, unit, series) {
+        // A line chart: series of [x, y] points, y from 0; gaps where a point is missing; the
+        // run's notable events as dashed vertical marks (their details on hover).
+        function chart(title, unit, series, marks) {
           const W = 460, H = 250, L = 46, R = 8, T = 26, B = 22;
           let xMax = 1, yMax = 1, count = 0;
           for (const s of series) for (const [x, y] of s.points) { xMax = Math.max(xMax, x); if (y !== null) { yMax = Math.max(yMax, y); count++; } }
@@ -44,6 +45,11 @@ enum DashboardScript {
           }
           const xs = nice(xMax / 6);
           for (let v = 0; v <= xMax; v += xs) add("text", { x: px(v), y: H - 6, "text-anchor": "middle" }, label(v) + "s");
+          for (const m of marks || []) {
+            if (m.x < 0 || m.x > xMax) continue;
+            add("line", { class: "mark", "data-event": m.type, x1: px(m.x), x2: px(m.x), y1: T, y2: H - B, stroke: "#9aa0a6", "stroke-dasharray": "2,3" })
+              .append(Object.assign(document.createElementNS(ns, "title"), { textContent: m.label }));
+          }
           let lx = L + 4;
           for (const s of series) {
             let seg = [];
@@ -90,7 +96,7 @@ enum DashboardScript {
         // ---- one run, live ----
         function runView(id) {
           document.getElementById("crumb").replaceChildren("/ ", h("span", {}, id));
-          const seconds = new Map();
+          const seconds = new Map(), seen = new Map();
           let latest = null, notice = "", problem = "", frame = null, ended = false;
           const conn = document.getElementById("conn");
           // EventSource reconnects by itself after a dropped connection, not after an answer
@@ -103,6 +109,7 @@ enum DashboardScript {
               latest = JSON.parse(e.data);
               problem = "";
               for (const s of latest.seconds) seconds.set(s.unix, s);
+              for (const e of latest.events) seen.set(e.id, e);
               conn.textContent = (LIVE.has(latest.state) ? "live · " : "ended · ") + clock(latest.now_ms);
               render();
             });
@@ -141,14 +148,17 @@ enum DashboardScript {
               ["started", "ok", "failed", "dropped", "unclaimed", "lost", "pending"].map(k => tile(k, k, s[k], num(s[k]))),
               ["p50", "p95", "p99"].map(k => tile("latency " + k, "latency_ms." + k, s.latency_ms[k], ms(s.latency_ms[k]))),
               tile("workers", "workers", p.workers.length, num(p.workers.length)));
+            // Marks on the charts: what changed the cluster or the load, not every lease taken.
+            const marks = [...seen.values()].filter(e => MARKED.has(e.type) && e.at_ms && p.start_ms).map(e => ({ x: (e.at_ms - p.start_ms) / 1000, type: e.type,
+              label: `${((e.at_ms - p.start_ms) / 1000).toFixed(1)}s ${e.type} ` + Object.entries(e.fields).sort().map(([k, v]) => `${k}=${v}`).join(" ") }));
             const target = { name: "target", color: "#9aa0a6", dashed: true, points: rows.map(x => [at(x), x.target]) };
             const charts = h("div", { class: "charts" },
               chart("Iterations per second", "per s", [
                 ...(vus ? [] : [target]),
                 { name: "started", color: "#1a73e8", points: rows.map(x => [at(x), rate(x, x.started)]) },
                 { name: "ok", color: "#1e8e3e", points: rows.map(x => [at(x), rate(x, x.ok)]) },
-                { name: "failed", color: "#c5221f", points: rows.map(x => [at(x), rate(x, x.failed)]) }]),
-              chart("Latency per second", "ms", ["p50", "p95", "p99"].map((k, i) => ({ name: k, color: ["#1e8e3e", "#f29900", "#c5221f"][i], points: rows.map(x => [at(x), x[k] === undefined ? null : x[k]]) }))),
+                { name: "failed", color: "#c5221f", points: rows.map(x => [at(x), rate(x, x.failed)]) }], marks),
+              chart("Latency per second", "ms", ["p50", "p95", "p99"].map((k, i) => ({ name: k, color: ["#1e8e3e", "#f29900", "#c5221f"][i], points: rows.map(x => [at(x), x[k] === undefined ? null : x[k]]) })), marks),
               vus ? chart("Virtual users (target)", "VUs", [target])
                   : chart("Dropped per second", "per s", [{ name: "dropped", color: "#b06000", points: rows.map(x => [at(x), rate(x, x.dropped)]) }]));
             frame.live.replaceChildren(tiles, charts,
@@ -193,6 +203,7 @@ enum DashboardScript {
             cells: [w.id, w.heartbeat_ms ? ((p.now_ms - w.heartbeat_ms) / 1000).toFixed(1) + " s ago" : "-",
               w.leases.length ? w.leases.map(l => `${l.shard} (${Math.max(0, (l.expires_ms - p.now_ms) / 1000).toFixed(1)} s)`).join(", ") : "none"] }))) : h("p", { class: "muted" }, "No worker holds a shard."));
         }
+        const MARKED = new Set(["takeover", "lost", "lease_expired", "worker_dead", "scaled", "stop", "aborted", "supervisor", "redis_changed", "failed", "capped"]);
         const KIND = { acquired: "join", takeover: "join", started: "join", lost: "loss", lease_expired: "loss", worker_dead: "loss", failed: "loss", aborted: "loss",
           stop: "control", scaled: "control", submitted: "control", supervisor: "cluster", redis_changed: "cluster", released: "cluster" };
         function events(p) {
