@@ -84,8 +84,8 @@ struct StatusCommand: AsyncParsableCommand {
         if !byWorker.isEmpty {
             print("  leases ...... " + byWorker.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
-        let events = (replies[1].array ?? []).compactMap { entry -> String? in
-            guard let parts = entry.array, parts.count == 2, let fields = parts[1].hash else { return nil }
+        let events = replies[1].streamEntries.map { entry -> String in
+            let fields = entry.fields
             let type = fields["type"] ?? "?"
             let rest = fields.filter { $0.key != "type" && $0.key != "at" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             return "    \(StatusCommand.clock(fields["at"].flatMap { Int64($0) })) \(type) \(rest)"

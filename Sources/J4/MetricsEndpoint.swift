@@ -44,14 +44,7 @@ final class EndpointHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             guard let h = head else { return }
             let (status, type, body) = h.method == .GET ? handler(h.uri.split(separator: "?").first.map(String.init) ?? h.uri) : (405, "text/plain", "GET only\n")
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: type)
-            headers.add(name: "content-length", value: String(body.utf8.count))
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-            let keepAlive = h.isKeepAlive
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in if !keepAlive { channel.close(promise: nil) } }
+            Reply(channel: context.channel, keepAlive: h.isKeepAlive, head: false).send(status, type, body)
         }
     }
 }

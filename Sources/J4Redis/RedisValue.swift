@@ -53,6 +53,20 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
         return out
     }
 
+    /// A `TIME` reply (seconds, microseconds) in milliseconds; nil for another shape.
+    public var timeMs: Int64? {
+        guard let a = array, a.count == 2, let s = a[0].int, let us = a[1].int else { return nil }
+        return s * 1000 + us / 1000
+    }
+
+    /// The entries of an `XRANGE` or `XREVRANGE` reply: each id with its fields.
+    public var streamEntries: [(id: String, fields: [String: String])] {
+        (array ?? []).compactMap { entry in
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string, let fields = parts[1].hash else { return nil }
+            return (id, fields)
+        }
+    }
+
     public var description: String {
         switch self {
         case .bulk: return "\"\(string ?? "")\""

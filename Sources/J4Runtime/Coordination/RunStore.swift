@@ -33,6 +33,24 @@ public struct RunInfo: Sendable {
 
     /// The run's curve, with its live scales.
     public var curve: Curve { Curve(definition, scales: scales) }
+
+    /// Milliseconds from tick 0 to `nowMs` (or to the run's end), within the curve; 0 before
+    /// the start.
+    public func elapsedMs(nowMs: Int64) -> Int64 {
+        startMs.map { max(0, min((finishedMs ?? nowMs) - $0, curve.durationMs)) } ?? 0
+    }
+
+    /// The 1-based stage the run is in `elapsedMs` after tick 0, and the number of stages;
+    /// nil before the start and once ended.
+    public func stage(elapsedMs: Int64) -> (index: Int, of: Int)? {
+        guard startMs != nil, state.isLive else { return nil }
+        var end: Int64 = 0
+        for (i, s) in definition.stages.enumerated() {
+            end += s.durationMs
+            if elapsedMs < end { return (i + 1, definition.stages.count) }
+        }
+        return nil
+    }
 }
 
 /// The data in Redis for a run cannot be used (missing, truncated, wrong type, unknown schema).

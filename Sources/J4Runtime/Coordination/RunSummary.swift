@@ -81,13 +81,18 @@ public struct RunSummary: Sendable, Codable {
     /// `workersDone`: the caller knows every worker has left (`j4 run`, after its own workers).
     public static func load(_ run: String, on c: RedisConnection, workersDone: Bool = false) async throws -> RunSummary? {
         guard let info = try await RunStore.info(run, on: c) else { return nil }
-        let keys = RunKeys(run: run)
-        let replies = try await c.pipeline([["HGETALL", keys.totals], ["HLEN", keys.flushSeqs], ["TIME"]])
-        let totals = replies[0].hash ?? [:]
-        let workers = Int(replies[1].int ?? 0)
-        var nowMs: Int64?
-        if let t = replies[2].array, t.count == 2, let s = t[0].int, let us = t[1].int { nowMs = s * 1000 + us / 1000 }
-        return make(info: info, totals: totals, workers: workers, nowMs: nowMs, workersDone: workersDone)
+        return try await load(info, on: c, workersDone: workersDone).summary
+    }
+
+    /// The summary of the run of `info`, read with the commands `extra` in the same
+    /// pipeline: the summary, Redis' clock and the replies to `extra`.
+    public static func load(_ info: RunInfo, on c: RedisConnection, with extra: [[String]] = [], workersDone: Bool = false) async throws
+        -> (summary: RunSummary, nowMs: Int64?, extra: [RedisValue]) {
+        let keys = RunKeys(run: info.id)
+        let replies = try await c.pipeline([["HGETALL", keys.totals], ["HLEN", keys.flushSeqs], ["TIME"]] + extra)
+        let nowMs = replies[2].timeMs
+        let summary = make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs, workersDone: workersDone)
+        return (summary, nowMs, Array(replies.dropFirst(3)))
     }
 
     /// The summary from already-read data.

@@ -31,8 +31,8 @@ public actor DashboardHub {
         var idleSince: ContinuousClock.Instant?
         /// Reads made since the run was seen ended.
         var readsAfterEnd = 0
-        /// The run has ended and its streams were closed.
-        var ended = false
+        /// The run has ended and its streams were closed: nothing reads it any more.
+        var ended: Bool { task == nil }
     }
 
     public init(connection: RedisConnection, logger: Logger, linger: Duration = .seconds(10)) {
@@ -95,8 +95,8 @@ public actor DashboardHub {
         feed.subscribers[id] = nil
         feed.primed.remove(id)
         guard feed.subscribers.isEmpty else { return }
-        if feed.task == nil {
-            feeds[run] = nil  // ended: nothing reads it, the next stream reads it again
+        if feed.ended {
+            feeds[run] = nil  // nothing reads it: the next stream reads it again
         } else {
             feed.idleSince = .now
         }
@@ -122,11 +122,13 @@ public actor DashboardHub {
     /// fills it in.
     private func read(_ run: String) async {
         var readThrough: Int64?
+        var known: RunStore.KnownDefinition?
         var failing = false
         while !Task.isCancelled {
             var pause: Duration? = .seconds(1)
             do {
-                let (point, backfill) = try await Self.load(run, after: readThrough, on: connection)
+                let (point, backfill, definition) = try await Self.load(run, after: readThrough, known: known, on: connection)
+                known = definition
                 readThrough = point.seconds.last?.unix ?? readThrough
                 failing = false
                 pause = deliver(run, point, backfill)
@@ -161,12 +163,13 @@ public actor DashboardHub {
         }
         let previous = feed.latest?.state
         feed.latest = point
+        // Made once for every stream.
+        let pointEvent = ServerSentEvent.format("point", point.json)
+        let stateEvent = previous.flatMap { $0 == point.state ? nil : ServerSentEvent.format("state", DashboardJSON.line(["run": run, "state": point.state, "previous": $0])) }
         for (id, continuation) in feed.subscribers {
             if !feed.primed.contains(id) { prime(feed, id, continuation) }
-            if let previous, previous != point.state {
-                continuation.yield(ServerSentEvent.format("state", DashboardJSON.line(["run": run, "state": point.state, "previous": previous])))
-            }
-            continuation.yield(ServerSentEvent.format("point", point.json))
+            if let stateEvent { continuation.yield(stateEvent) }
+            continuation.yield(pointEvent)
         }
         if let idle = feed.idleSince, idle.duration(to: .now) >= linger {
             feeds[run] = nil
@@ -178,7 +181,6 @@ public actor DashboardHub {
             feed.readsAfterEnd += 1
             return .seconds(1)
         }
-        feed.ended = true
         feed.task = nil
         end(feed, point)
         if feed.subscribers.isEmpty { feeds[run] = nil }
@@ -198,18 +200,17 @@ public actor DashboardHub {
 
     /// Reads `run`'s point, and the seconds from the one after `after` (from its start when
     /// nil; at most the last hour) up to the point's own: the history a feed starts with, or
-    /// what a gap in its reads missed.
-    static func load(_ run: String, after: Int64?, on c: RedisConnection) async throws -> (DashboardPoint, [RunReport.Second]?) {
-        guard let info = try await RunStore.info(run, on: c) else { throw RedisError.unexpectedReply("run \(run) is gone") }
+    /// what a gap in its reads missed. The run's definition is parsed again only when it is
+    /// not `known`; the one read is returned for the next read.
+    static func load(_ run: String, after: Int64?, known: RunStore.KnownDefinition?, on c: RedisConnection) async throws
+        -> (point: DashboardPoint, backfill: [RunReport.Second]?, known: RunStore.KnownDefinition) {
+        guard let info = try await RunStore.info(run, on: c, reusing: known) else { throw RedisError.unexpectedReply("run \(run) is gone") }
         let keys = RunKeys(run: run)
-        let replies = try await c.pipeline([
-            ["HGETALL", keys.totals], ["HLEN", keys.flushSeqs], ["TIME"], ["HGETALL", keys.owners],
-            ["ZRANGE", keys.leases, "0", "-1", "WITHSCORES"], ["ZRANGE", keys.workers, "0", "-1", "WITHSCORES"],
+        let (summary, time, replies) = try await RunSummary.load(info, on: c, with: [
+            ["HGETALL", keys.owners], ["ZRANGE", keys.leases, "0", "-1", "WITHSCORES"], ["ZRANGE", keys.workers, "0", "-1", "WITHSCORES"],
             ["XREVRANGE", keys.events, "+", "-", "COUNT", "50"],
         ])
-        let t = replies[2].array ?? []
-        let nowMs = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
-        let summary = RunSummary.make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs)
+        let nowMs = time ?? 0
         var seconds: [(unix: Int64, fields: [String: String])] = []
         var backfilled: [RunReport.Second]?
         let endMs = info.state.isLive ? nil : info.finishedMs
@@ -223,13 +224,9 @@ public actor DashboardHub {
             }
         }
         func scores(_ v: RedisValue) -> [String: Int64] { (v.hash ?? [:]).compactMapValues { Double($0).map { Int64($0) } } }
-        let events = (replies[6].array ?? []).compactMap { entry -> (id: String, fields: [String: String])? in
-            guard let parts = entry.array, parts.count == 2, let id = parts[0].string, let f = parts[1].hash else { return nil }
-            return (id, f)
-        }
-        let point = DashboardPoint.make(info: info, summary: summary, nowMs: nowMs, seconds: seconds, owners: replies[3].hash ?? [:],
-                                        leases: scores(replies[4]), heartbeats: scores(replies[5]), events: events)
-        return (point, backfilled)
+        let point = DashboardPoint.make(info: info, summary: summary, nowMs: nowMs, seconds: seconds, owners: replies[0].hash ?? [:],
+                                        leases: scores(replies[1]), heartbeats: scores(replies[2]), events: replies[3].streamEntries)
+        return (point, backfilled, RunStore.KnownDefinition(hash: info.hash, definition: info.definition))
     }
 
     // MARK: one-off reads
@@ -247,18 +244,15 @@ public actor DashboardHub {
     }
 
     static func loadRuns(on c: RedisConnection, limit: Int = 50) async throws -> String {
-        let t = try await c.send(["TIME"]).array ?? []
-        let nowMs = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        let nowMs = try await c.send(["TIME"]).timeMs ?? 0
         var rows: [DashboardRunRow] = []
         for run in try await RunStore.recentRuns(on: c, limit: limit) {
             // A run whose data is broken is left out of the list; `j4 status` names its fault.
             guard let info = try? await RunStore.info(run, on: c) else { continue }
             let keys = RunKeys(run: run)
             let recent: [Int64] = info.state.isLive ? Array((nowMs / 1000 - 6)...(nowMs / 1000 - 2)) : []
-            let replies = try await c.pipeline([["HGETALL", keys.totals], ["HLEN", keys.flushSeqs]] + recent.map { ["HGET", keys.metrics(second: $0), MetricField.started.name] })
-            let summary = RunSummary.make(info: info, totals: replies[0].hash ?? [:], workers: Int(replies[1].int ?? 0), nowMs: nowMs)
-            let started = replies.dropFirst(2).map { $0.int ?? 0 }
-            rows.append(DashboardRunRow.make(info: info, summary: summary, recentStarted: started, nowMs: nowMs))
+            let (summary, _, started) = try await RunSummary.load(info, on: c, with: recent.map { ["HGET", keys.metrics(second: $0), MetricField.started.name] })
+            rows.append(DashboardRunRow.make(info: info, summary: summary, recentStarted: started.map { $0.int ?? 0 }, nowMs: nowMs))
         }
         return DashboardJSON.line(DashboardRunRow.ordered(rows))
     }

@@ -72,20 +72,10 @@ public struct DashboardPoint: Sendable, Codable {
     ) -> DashboardPoint {
         let curve = info.curve
         let startMs = info.startMs
-        let elapsedMs = startMs.map { max(0, min((info.finishedMs ?? nowMs) - $0, curve.durationMs)) } ?? 0
-        var stage: [Int]?
-        if startMs != nil, info.state.isLive {
-            var end: Int64 = 0
-            for (i, s) in info.definition.stages.enumerated() {
-                end += s.durationMs
-                if elapsedMs < end { stage = [i + 1, info.definition.stages.count]; break }
-            }
-        }
-        let series = seconds.map { entry -> RunReport.Second in
-            let t = entry.unix - (startMs ?? 0) / 1000
-            let midMs = min(max(0, t * 1000 + 500), curve.durationMs)
-            let target = entry.unix * 1000 < (startMs ?? 0) + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
-            return RunReport.second(t: t, unix: entry.unix, target: target, entry.fields)
+        let elapsedMs = info.elapsedMs(nowMs: nowMs)
+        let series = seconds.map { entry in
+            RunReport.second(t: entry.unix - (startMs ?? 0) / 1000, unix: entry.unix,
+                             target: RunReport.target(unix: entry.unix, startMs: startMs ?? 0, curve: curve), entry.fields)
         }
         var byWorker: [String: [Worker.Lease]] = [:]
         for (shard, owner) in owners {
@@ -103,7 +93,7 @@ public struct DashboardPoint: Sendable, Codable {
         }
         return DashboardPoint(
             run: info.id, state: info.state.rawValue, now_ms: nowMs, start_ms: startMs, finished_ms: info.state.isLive ? nil : info.finishedMs,
-            elapsed_s: Double(elapsedMs) / 1000, length_s: Double(curve.durationMs) / 1000, stage: stage,
+            elapsed_s: Double(elapsedMs) / 1000, length_s: Double(curve.durationMs) / 1000, stage: info.stage(elapsedMs: elapsedMs).map { [$0.index, $0.of] },
             target: info.state.isLive && startMs != nil ? Double(curve.targetMilli(atMs: elapsedMs)) / 1000 : 0,
             seconds: series, summary: summary, thresholds: summary.thresholds.map(\.shown), workers: workers, events: shownEvents)
     }

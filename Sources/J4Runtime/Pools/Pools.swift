@@ -48,8 +48,7 @@ public enum Pools {
         let k = PoolKeys(pool: name)
         let r = try await c.pipeline([["HGETALL", k.meta], ["TIME"], ["HGETALL", k.holders], ["ZRANGE", k.held, "0", "-1", "WITHSCORES"]])
         guard let meta = r[0].hash, let mode = meta["mode"] else { return nil }
-        let t = r[1].array ?? []
-        let now = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        let now = r[1].timeMs ?? 0
         let holders = r[2].hash ?? [:]
         let heldList = r[3].array ?? []
         var held: Int64 = 0

@@ -27,18 +27,10 @@ public struct LiveView: Sendable {
     public static func load(_ run: String, on c: RedisConnection) async throws -> LiveView? {
         guard let info = try await RunStore.info(run, on: c), let summary = try await RunSummary.load(run, on: c) else { return nil }
         let keys = RunKeys(run: run)
-        let t = try await c.send(["TIME"]).array ?? []
-        let nowMs = (t.first?.int ?? 0) * 1000 + (t.count > 1 ? (t[1].int ?? 0) / 1000 : 0)
+        let nowMs = try await c.send(["TIME"]).timeMs ?? 0
         let curve = info.curve
-        let elapsedMs = info.startMs.map { max(0, min((info.finishedMs ?? nowMs) - $0, curve.durationMs)) } ?? 0
-        var stage: (Int, Int)?
-        if info.startMs != nil, info.state.isLive {
-            var end: Int64 = 0
-            for (i, s) in info.definition.stages.enumerated() {
-                end += s.durationMs
-                if elapsedMs < end { stage = (i + 1, info.definition.stages.count); break }
-            }
-        }
+        let elapsedMs = info.elapsedMs(nowMs: nowMs)
+        let stage = info.stage(elapsedMs: elapsedMs)
         // The last 10 whole seconds, merged; fewer when older ones were folded into their
         // minute already (a supervisor with --detail under 10 s).
         let lastSecond = nowMs / 1000 - 1
@@ -59,8 +51,8 @@ public struct LiveView: Sendable {
         for (k, v) in merged { if case .error(let c) = MetricField(k) { errors[c] = v } }
         var leases: [String: Int] = [:]
         for (_, owner) in replies[window.count].hash ?? [:] { leases[String(owner.split(separator: "|").first ?? ""), default: 0] += 1 }
-        let events = (replies[window.count + 1].array ?? []).compactMap { entry -> String? in
-            guard let parts = entry.array, parts.count == 2, let f = parts[1].hash else { return nil }
+        let events = replies[window.count + 1].streamEntries.map { entry -> String in
+            let f = entry.fields
             let rest = f.filter { $0.key != "type" && $0.key != "at" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             return "\(clock(f["at"].flatMap { Int64($0) })) \(f["type"] ?? "?") \(rest)"
         }

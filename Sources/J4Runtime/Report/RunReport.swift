@@ -87,9 +87,9 @@ public struct RunReport: Sendable, Codable {
             }
         }
         let start = Double(info.startMs ?? 0)
-        let entries = try await c.send(["XRANGE", keys.events, "-", "+"]).array ?? []
-        let events: [Event] = entries.compactMap { e in
-            guard let parts = e.array, parts.count == 2, let f = parts[1].hash, let type = f["type"] else { return nil }
+        let events: [Event] = try await c.send(["XRANGE", keys.events, "-", "+"]).streamEntries.compactMap { e in
+            let f = e.fields
+            guard let type = f["type"] else { return nil }
             let at = Double(f["at"] ?? "") ?? start
             return Event(t: (at - start) / 1000, type: type, fields: f.filter { $0.key != "type" && $0.key != "at" })
         }
@@ -122,13 +122,18 @@ public struct RunReport: Sendable, Codable {
             for (entry, reply) in zip(batch, replies) {
                 let h = reply.hash ?? [:]
                 let t = entry.unix - startMs / 1000
-                let midMs = min(max(0, t * 1000 + entry.seconds * 500), curve.durationMs)
-                let target = entry.unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
-                series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target, h))
+                series.append(second(t: t, unix: entry.unix, seconds: entry.seconds, target: target(unix: entry.unix, seconds: entry.seconds, startMs: startMs, curve: curve), h))
                 for (name, step) in stepsOf(h) { steps[name, default: []].append(StepSecond(t: t, seconds: entry.seconds, count: step.count, failed: step.failed, p95: step.p95)) }
             }
         }
         return (series, steps)
+    }
+
+    /// What the curve asks for in the middle of the entry of `seconds` from unix second
+    /// `unix`: iterations per second or VUs; 0 past the run's end.
+    static func target(unix: Int64, seconds: Int64 = 1, startMs: Int64, curve: Curve) -> Double {
+        let midMs = min(max(0, (unix - startMs / 1000) * 1000 + seconds * 500), curve.durationMs)
+        return unix * 1000 < startMs + curve.durationMs ? Double(curve.targetMilli(atMs: midMs)) / 1000 : 0
     }
 
     static func second(t: Int64, unix: Int64, seconds: Int64 = 1, target: Double, _ h: [String: String]) -> Second {

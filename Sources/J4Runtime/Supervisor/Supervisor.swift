@@ -242,8 +242,6 @@ public final class Supervisor: Sendable {
     }
 
     func serverNowMs() async throws -> Int64? {
-        let t = try await connection.send(["TIME"])
-        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else { return nil }
-        return s * 1000 + us / 1000
+        try await connection.send(["TIME"]).timeMs
     }
 }
