@@ -36,13 +36,19 @@ struct StartedRun {
         let curve = Curve(d)
         let values = (0...curve.tickCount).map { curve.planValue(tick: $0) }
         let plan = try await client.plan(c, holder: "sup", token: "t1", ttlMs: 60_000, leadMs: 0, generation: 1, from: 0, values: values)
-        return StartedRun(redis: server, c: c, run: run, client: client, curve: curve, startMs: plan.startMs!, tickMs: d.tickMs)
+        let startMs = plan.startMs!
+        // Tick 0 begins on the next whole second of Redis' clock. Until then "next" is tick 0,
+        // and a test that read it just before the start would see it move under its claims
+        // (found by CI): wait for the start, so that "now" and "next" stay put for a whole tick.
+        try await waitFor("the run's start on Redis' clock", timeout: .seconds(5), every: .milliseconds(5)) {
+            try await c.send(["TIME"]).timeMs! >= startMs
+        }
+        return StartedRun(redis: server, c: c, run: run, client: client, curve: curve, startMs: startMs, tickMs: d.tickMs)
     }
 
     /// The tick that can be claimed as "next" now.
     func nextTick() async throws -> Int64 {
-        let t = try await c.send(["TIME"]).array!
-        let now = t[0].int! * 1000 + t[1].int! / 1000
+        let now = try await c.send(["TIME"]).timeMs!
         return now < startMs ? 0 : (now - startMs) / tickMs + 1
     }
 
