@@ -208,9 +208,12 @@ extension EndToEndTests {
             }.reduce(0, +)
         }
         /// Calls per point over `n` points of `stream`, counted between points (reads are a
-        /// second apart, so no read is under way right after a point arrived).
+        /// second apart, so no read is under way right after a point arrived). The stream must
+        /// have no backlog; its first point may be the feed's latest, sent on subscribing, so
+        /// counting starts after its second.
         func perPoint(_ stream: inout AsyncThrowingStream<(event: String, data: String), any Error>.Iterator, _ n: Int) async throws -> Double {
             func nextPoint() async throws { while let e = try await stream.next(), e.event != "point" {} }
+            try await nextPoint()
             try await nextPoint()
             let from = try await calls()
             for _ in 0..<n { try await nextPoint() }
@@ -218,11 +221,15 @@ extension EndToEndTests {
         }
         var first = Self.serverSentEvents(port, "/api/runs/\(run)/stream").makeAsyncIterator()
         let one = try await perPoint(&first, 4)
-        var others = (0..<99).map { _ in Self.serverSentEvents(port, "/api/runs/\(run)/stream").makeAsyncIterator() }
+        // 98 more streams and a probe, opened now (the first one's points pile up unread meanwhile,
+        // so the probe measures): 100 in all.
+        var others = (0..<98).map { _ in Self.serverSentEvents(port, "/api/runs/\(run)/stream").makeAsyncIterator() }
         for i in others.indices { while let e = try await others[i].next(), e.event != "point" {} }
-        let hundred = try await perPoint(&first, 4)
+        var probe = Self.serverSentEvents(port, "/api/runs/\(run)/stream").makeAsyncIterator()
+        let hundred = try await perPoint(&probe, 4)
         print("figures dashboard: Redis calls per point (a second) with 1 stream \(one), with 100 streams \(hundred)")
         #expect(one > 0 && hundred == one, "1 stream: \(one), 100 streams: \(hundred)")
+        withExtendedLifetime((first, probe)) {}
         others.removeAll()
         dashboard.send(SIGTERM)
         #expect(await dashboard.wait() == 0, "\(dashboard.output.tail())")
@@ -258,7 +265,7 @@ extension EndToEndTests {
         let redis = try await EmbeddedRedis.start()
         let c = redis.connect()
         let sink = try await SinkProcess.start(["--latency", "3ms", "--error-rate", "0.05"])
-        let file = try temporaryFile(Self.arrivalRate(sink, name: "dashboard-demo", start: 20, stages: "  - { duration: 6s, target: 60 }\n  - { duration: 14s, target: 60 }", shards: 6)
+        let file = try temporaryFile(Self.arrivalRate(sink, name: "dashboard-demo", start: 20, stages: "  - { duration: 6s, target: 60 }\n  - { duration: 54s, target: 60 }", shards: 6)
                                      + "\nthresholds: [\"p95 < 2s\", \"errors < 1%\"]\n")
         let (process, port) = try await J4Binary.startListening(["run", file, "--redis", redis.url, "--workers", "2", "--quiet", "--dashboard=0"], marker: "dashboard on http://")
         let line = process.output.all.split(separator: "\n").first { $0.contains("dashboard on http://") } ?? ""
@@ -297,6 +304,9 @@ extension EndToEndTests {
         #expect(list.contains("data-run=\"\(run)\"") && Self.shown("state", in: list, after: "data-run=\"\(run)\"") == "running", "\(list.suffix(3000))")
         print("figures dashboard page: \(dom.utf8.count) bytes of DOM, screenshots \(png.count) bytes in \(dir)")
 
+        // The run is long enough for two captures on a loaded machine; stopped from its dashboard.
+        let (stopCode, stopped) = try await Self.http(port, "/api/runs/\(run)/stop", method: "POST")
+        #expect(stopCode == 200, "\(stopped)")
         #expect(await process.wait() == 99, "the errors threshold fails: \(process.output.tail())")
         await sink.stop()
         await redis.stop()

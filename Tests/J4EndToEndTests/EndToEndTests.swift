@@ -95,14 +95,19 @@ struct EndToEndTests {
         #expect(code == 0, "\(output)")
         let stats = try await sink.stats()
         #expect(stats.requests == 1500)
-        // Tick 0 starts on a whole second, so second k at the sink holds the curve's second k:
-        // 5, 15, …, 95 on the ramp, then 100. An iteration sent in the last milliseconds of a
-        // second may arrive in the next one, so each second may be off by a few.
+        // Each request names its tick (1 s here): tick k holds exactly the curve's second k,
+        // 5, 15, …, 95 on the ramp, then 100.
         let expected: [Int64] = (0..<10).map { 5 * (2 * $0 + 1) } + Array(repeating: 100, count: 10)
+        for (k, want) in expected.enumerated() {
+            #expect(stats.by_tick[String(k)] == want, "tick \(k): \(stats.by_tick[String(k)] ?? 0) at the sink, the curve says \(want)")
+        }
+        // Tick 0 starts on a whole second, so arrival second k holds about the same: an
+        // iteration sent up to its late tolerance (100 ms) after its start may arrive in the
+        // next second on a loaded machine.
         let seconds = stats.by_second.map(\.n)
         #expect(seconds.count >= 20 && seconds.count <= 21, "\(seconds)")
         for (k, want) in expected.enumerated() where k < seconds.count {
-            #expect(abs(seconds[k] - want) <= 3, "second \(k): \(seconds[k]) at the sink, the curve says \(want)")
+            #expect(abs(seconds[k] - want) <= 10, "second \(k): \(seconds[k]) at the sink, the curve says \(want)")
         }
         await sink.stop()
     }

@@ -88,6 +88,9 @@ extension EndToEndTests {
         let supervisor = try J4Binary.start(["supervisor", "--redis", redis.url])
         var workers: [String: ChildProcess] = [:]
         for id in ["w0", "w1", "w2"] { workers[id] = try J4Binary.start(["worker", "--redis", redis.url, "--id", id], binary: Self.checkoutBinary) }
+        // All three connected before the run starts: a worker joining later makes the others
+        // shed shards, and their VUs log in again elsewhere.
+        try await waitForWorkers(["w0", "w1", "w2"], on: c)
         let file = try temporaryFile(Self.checkoutDefinition(shop, vus: 24, seconds: 16, shards: 12))
         let run = try await submitRun(file, ["--redis", redis.url], binary: Self.checkoutBinary)
         func holders() async throws -> [String: Int64] { try await Pools.show("accounts", on: c)?.holders ?? [:] }
@@ -95,7 +98,7 @@ extension EndToEndTests {
         // in (a VU checks its account out before it logs in: killing w1 between the two would
         // leave nothing to log in again).
         var spread: [String: Int64] = [:]
-        try? await waitFor("accounts held by all three workers, every VU logged in", timeout: .seconds(20), every: .milliseconds(100)) {
+        try await waitFor("accounts held by all three workers, every VU logged in", timeout: .seconds(20), every: .milliseconds(100)) {
             spread = try await holders()
             let logins = try await shop.stats()["logins"]
             return spread.count == 3 && spread.values.reduce(0, +) == 24 && logins == 24
@@ -176,14 +179,19 @@ extension EndToEndTests {
         #expect(server["drops"] == vus && counters["chat.disconnects"] == vus, "\(counters)")
         #expect(trends["chat.reconnect_gap"]?["count"] as? Int == vus)
         #expect(counters["chat.connects"] == 2 * vus && server["connections"] == 2 * vus)
-        // What J4 counts is what the server counts.
-        #expect(server["logins"] == vus && counters["sent"] == server["messages"] && (counters["sent"] ?? 0) > 0)
+        // What J4 counts is what the server counts, but for a message written just as the
+        // server closed its stream (at most one per VU: the drop is one instant).
+        let sent = counters["sent"] ?? 0, heard = server["messages"] ?? 0
+        #expect(server["logins"] == vus && sent > 0 && sent - heard >= 0 && sent - heard <= vus, "sent \(sent), the server heard \(heard)")
         let received = counters["received"] ?? 0, delivered = server["deliveries"] ?? 0
         // A message the server sends to a member just as its stream is dropped can be lost.
         #expect(received <= delivered && received >= delivered * 9 / 10, "received \(received) of \(delivered)")
         #expect((trends["delivery"]?["count"] as? Int) == received)
         let steps = s["steps"] as? [String: [String: Any]] ?? [:]
-        #expect(steps["send"]?["count"] as? Int == counters["sent"] && steps["login"]?["count"] as? Int == vus)
+        // A send in a VU's reconnection gap fails as ws_disconnected and is not counted as sent.
+        let send = steps["send"] ?? [:]
+        #expect((send["count"] as? Int ?? 0) - (send["failed"] as? Int ?? 0) == sent && steps["login"]?["count"] as? Int == vus, "\(send)")
+        #expect((send["errors"] as? [String: Int] ?? [:]).keys.allSatisfy { $0 == "ws_disconnected" }, "\(send)")
         // Each handshake is a step too: the first ones and the reconnections.
         #expect(steps["chat connect"]?["count"] as? Int == 2 * vus && steps["chat connect"]?["failed"] as? Int == 0, "\(steps["chat connect"] ?? [:])")
         await chatServer.stop()

@@ -90,7 +90,9 @@ struct LeanHTTP2Tests {
         // Silent stream, answered neighbour: the connection is alive and kept.
         let server = try await ScriptedHTTP2Server([[.silence], Self.ok, Self.ok])
         let c = LeanHTTP2Connection(host: "127.0.0.1", port: server.port, tls: false)
-        let silent = Task { await leanH2(c, h2GET(false), timeout: .seconds(2)) }
+        // 5 s: the neighbour must be answered within it even on a loaded machine, or the
+        // connection would rightly count as silent and be replaced.
+        let silent = Task { await leanH2(c, h2GET(false), timeout: .seconds(5)) }
         try await waitFor("the first request at the server", timeout: .seconds(30)) { server.seen.requests.count == 1 }
         #expect(await leanH2(c, h2GET(false)) == "200")
         #expect(await silent.value == "timeout")

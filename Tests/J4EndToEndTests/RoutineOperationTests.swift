@@ -183,8 +183,9 @@ extension EndToEndTests {
 
     @Test("Ctrl-C to j4 run stops the run at the next tick; a second Ctrl-C aborts it: in-flight iterations cancelled, the summary printed")
     func runInterruptedTwice() async throws {
-        // Requests of 3 s: after the first Ctrl-C the VUs are still finishing theirs.
-        let sink = try await SinkProcess.start(["--latency", "3s"])
+        // Requests of 10 s: after the first Ctrl-C the VUs are still finishing theirs when the
+        // second comes, however slow the machine (the abort cancels them: the test is not slower).
+        let sink = try await SinkProcess.start(["--latency", "10s"])
         let long = try definition("int", target: sink.url, "model: vus\nstart: 4\nstages: [{ duration: 60s, target: 4 }]\nshards: 2")
         let summaryFile = NSTemporaryDirectory() + "j4-int-\(UInt32.random(in: 0...UInt32.max)).json"
         defer { try? FileManager.default.removeItem(atPath: summaryFile) }

@@ -177,7 +177,7 @@ struct ProtocolTests {
         #expect(try await r.client.release(r.c, worker: "A", reason: "shed", shards: shed) == 5)
         // A second hand-back of the same leases releases nothing and says nothing.
         #expect(try await r.client.release(r.c, worker: "A", reason: "shed", shards: shed) == 0)
-        try? await waitFor("the release signal", timeout: .seconds(2), every: .milliseconds(10)) { !heard.withLock { $0 }.isEmpty }
+        try await waitFor("the release signal", timeout: .seconds(10), every: .milliseconds(10)) { !heard.withLock { $0 }.isEmpty }
         #expect(heard.withLock { $0 } == ["\(r.run) released 5"])
         let b2 = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
         let c2 = try await r.client.acquire(r.c, worker: "C", nonce: "nc", take: true, held: [])
@@ -234,7 +234,7 @@ struct ProtocolTests {
         #expect(try await r.client.claim(r.c, worker: "A", tick: n, shards: a.held.map { ($0.key, $0.value.token) }).code == "stopped")
         let (aborted, abortTick) = try await r.client.abort(r.c, who: "test", reason: "because")
         #expect(aborted == .aborted && abortTick == n)
-        try? await waitFor("both signals", timeout: .seconds(2), every: .milliseconds(10)) { heard.withLock { $0.count } >= 2 }
+        try await waitFor("both signals", timeout: .seconds(10), every: .milliseconds(10)) { heard.withLock { $0.count } >= 2 }
         #expect(heard.withLock { $0 } == ["\(r.run) stopping \(n)", "\(r.run) aborted \(n)"])
         let events = try await r.c.send(["XRANGE", r.client.keys.events, "-", "+"]).array ?? []
         let types = events.compactMap { $0.array?.last?.hash?["type"] }
