@@ -13,7 +13,11 @@
 -- ARGV[3] take: 1 to take shards up to the fair share, 0 to only renew
 -- ARGV[4...] shard, token: the leases the caller believes it holds
 -- Reply: {now_ms, state, gen, start_ms (-1 before start), stop_tick, cap, live_workers,
---         held_count, shard, token, expiry_ms, ... , lost_count, shard, ...}
+--         held_count, shard, token, expiry_ms, ... , lost_count, shard, ..., next_expiry_ms}
+--   next_expiry_ms: when asked to take and still below the cap, the earliest expiry of a
+--   lease held now (another worker's, unless the caller's own are the earliest), so that
+--   the caller can come back the moment it runs out rather than at its next heartbeat;
+--   -1 otherwise.
 -- Errors: J4_NO_RUN (no such run), J4_CORRUPT (the leases set is missing)
 -- @include lib/now.lua
 -- @include lib/fence.lua
@@ -66,6 +70,12 @@ if may_take and ARGV[3] == '1' and #held < cap then
   end
 end
 
+local next_expiry = -1
+if may_take and ARGV[3] == '1' and #held < cap then
+  local e = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if e[2] then next_expiry = tonumber(e[2]) end
+end
+
 local reply = {now, state, tonumber(c[5]), tonumber(c[6] or '-1'), tonumber(c[4]), cap, live, #held}
 for _, h in ipairs(held) do
   reply[#reply + 1] = tonumber(h[1])
@@ -74,6 +84,7 @@ for _, h in ipairs(held) do
 end
 reply[#reply + 1] = #lost
 for _, s in ipairs(lost) do reply[#reply + 1] = tonumber(s) end
+reply[#reply + 1] = next_expiry
 if live_state and #lost > 0 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'type', 'lost', 'at', now,
     'worker', worker, 'shards', table.concat(lost, ','))

@@ -157,6 +157,22 @@ struct ProtocolTests {
         await r.redis.stop()
     }
 
+    @Test("acquire tells a worker below its share when the next lease held now runs out; at its share, or on renew, it says nothing")
+    func nextExpiry() async throws {
+        let r = try await StartedRun.make(shards: 2)
+        let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
+        #expect(a.held.count == 2 && a.nextExpiryMs == nil)
+        // Shard 1 renewed later than shard 0 (by a claim): the earliest expiry is shard 0's.
+        _ = try await r.client.claim(r.c, worker: "A", tick: try await r.nextTick(), shards: [(1, a.held[1]!.token)])
+        let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
+        #expect(b.held.isEmpty && b.cap == 1)
+        #expect(b.nextExpiryMs == a.held[0]!.expiryMs, "\(String(describing: b.nextExpiryMs)) vs \(a.held)")
+        // Not asked to take, or at its share: nothing.
+        #expect(try await r.client.renew(r.c, worker: "B", held: []).nextExpiryMs == nil)
+        #expect(try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: a.held.map { ($0.key, $0.value.token) }).nextExpiryMs == nil)
+        await r.redis.stop()
+    }
+
     @Test("fair share: cap = ceil(S / live workers); the first worker is told to shed, and what it hands back is announced on j4:signals")
     func fairShare() async throws {
         let r = try await StartedRun.make(shards: 8)

@@ -197,4 +197,16 @@ extension LeaseTableTests {
     func wait(interval: Int64, hungry: Bool, started: Bool, waitMs: Int64) {
         #expect(LeaseCadence.wait(interval: .milliseconds(interval), hungry: hungry, started: started) == .milliseconds(waitMs))
     }
+
+    @Test("a worker below its share comes back when the next lease held now runs out", arguments: [
+        // (next expiry ms, reply's now ms, wants more, wait ms or nil)
+        (Int64?(10_700), Int64(10_000), true, Int64?(710)),  // 10 ms past the expiry, on Redis' clock
+        (10_001, 10_000, true, 11),
+        (9_990, 10_000, true, 10),  // already past (a slow reply): at once, but not before it
+        (nil, 10_000, true, nil),  // no expiry given (renew, or the run is stopping)
+        (10_700, 10_000, false, nil),  // at its share, or leaving
+    ])
+    func untilNextExpiry(next: Int64?, now: Int64, wantsMore: Bool, waitMs: Int64?) {
+        #expect(LeaseCadence.untilNextExpiry(nextExpiryMs: next, nowMs: now, wantsMore: wantsMore) == waitMs.map { .milliseconds($0) })
+    }
 }

@@ -143,6 +143,9 @@ class Harness:
                 case.collect_redis()  # what Redis holds, for the report
             except Exception:  # noqa: BLE001 - best effort only
                 pass
+        except Exception as e:  # noqa: BLE001 - a harness bug or a timeout: reported with the case's seed, not as a traceback
+            case.outcome = "HARNESS"
+            case.harness_error = f"{type(e).__name__}: {e}"
         finally:
             if lock:
                 lock.close()

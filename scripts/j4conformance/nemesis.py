@@ -27,12 +27,18 @@ FAULTS = ["worker-kill", "worker-restart-same-id", "worker-stop", "worker-term",
           "redis-kill", "client-pause", "scale", "latency"]
 TICKS_MS = [200, 300, 500, 700, 1000]
 TTL_S = 3
-# A fault's budget is what the protocol allows (a lease runs out at most TTL after its last
-# renewal; another worker hears of it with its next claim, within a tick). Measuring it adds
-# up to 0.1 s (the windows' step) and the takeover's round trips, and a debug build of five
-# workers on a loaded 2-core machine can be scheduled late: a recovery fails the check only
-# beyond the budget plus this slack (CI once saw a stopped worker's load back 0.2 s over).
+# A fault's budget is what the protocol allows: a lease runs out at most TTL after its last
+# renewal; another worker hears of it with its next claim reply, within a tick (all workers
+# claim at the same point of a tick, so with a TTL that is a whole number of ticks the lease
+# may run out just after a claim); it takes the lease and claims the next tick, whose load
+# starts the claim lead (3/4 of a tick, at most 200 ms) later; and the measurement adds up to
+# the windows' step, 0.1 s. The takeover's round trips are not in it, and a debug build of
+# five workers on a loaded 2-core machine can be scheduled late. So the check fails a run
+# when one recovery is over its budget by more than SLACK_ONE_S, or two or more by more
+# than SLACK_S: noise makes one fault late, a regression (a takeover that waits a lease cycle
+# more, say) makes them all late.
 SLACK_S = 0.5
+SLACK_ONE_S = 1.0
 
 
 def free_port():
@@ -145,7 +151,7 @@ class Nemesis:
 
     def inject(self, kind):
         """Does one fault; returns (what, end unix s, budget s measured from the end)."""
-        rng, budget = self.rng, TTL_S + self.tick_ms / 1000
+        rng, budget = self.rng, TTL_S + self.tick_ms / 1000 + min(0.75 * self.tick_ms, 200) / 1000 + 0.1
         live = [p for p in self.workers if p.poll() is None and p.pid not in self.expected_exit]
         if kind in ("worker-kill", "worker-restart-same-id", "worker-term", "worker-stop") and not live:
             kind = "scale"
@@ -263,7 +269,8 @@ class Nemesis:
                 fault = {"kind": kind, "what": what, "at": at, "end": end, "budget_s": budget}
                 self.faults.append(fault)
                 print(f"nemesis: {at - began:7.1f} s  {what}", flush=True)
-                next_fault = time.time() + self.rng.uniform(5, 10)
+                # Not before this one can have recovered, with a window to show it, whatever its budget.
+                next_fault = max(time.time() + self.rng.uniform(5, 10), end + budget + SLACK_ONE_S + 2)
             self.watch_processes()
             if not self.memory or now - self.memory[-1][0] >= 1:
                 self.sample_memory()
@@ -333,12 +340,17 @@ class Nemesis:
         # Recovery: after each fault, the load at the server is back within 5 % of the plan.
         arrivals = sorted(q["arrived"] / 1000 for q in reqs)  # the access log's times are unix ms
         self.write_timeline(arrivals)
+        late = []
         for i, fault in enumerate(self.faults):
             until = self.faults[i + 1]["at"] if i + 1 < len(self.faults) else self.start_ms / 1000 + self.duration_s
             fault["recovered_s"] = self.recovery(arrivals, fault["end"], until)
-            if fault["recovered_s"] is None or fault["recovered_s"] > fault["budget_s"] + SLACK_S:
+            if fault["recovered_s"] is None or fault["recovered_s"] > fault["budget_s"] + SLACK_ONE_S:
                 got = "not before the next fault" if fault["recovered_s"] is None else f"{fault['recovered_s']:.1f} s"
-                self.fail("load back within 5 % of the target within the budget", f"{fault['what']}: recovered {got}, budget {fault['budget_s']:.1f} s + {SLACK_S} s")
+                self.fail("load back within 5 % of the target within the budget", f"{fault['what']}: recovered {got}, budget {fault['budget_s']:.2f} s + {SLACK_ONE_S} s")
+            elif fault["recovered_s"] > fault["budget_s"] + SLACK_S:
+                late.append(f"{fault['what']}: recovered {fault['recovered_s']:.1f} s, budget {fault['budget_s']:.2f} s")
+        if len(late) >= 2:
+            self.fail("load back within 5 % of the target within the budget", f"{len(late)} faults over it by more than {SLACK_S} s: " + "; ".join(late))
         # Redis memory stays bounded.
         self.peak_memory = max((m for _, m in self.memory), default=0)
         if self.peak_memory > self.args.max_memory_mib * 1024 * 1024:
@@ -384,12 +396,12 @@ class Nemesis:
 
     def report(self):
         print(f"nemesis: faults, each with the time from its end until the load at the server is back within 5 % of the plan for good "
-              f"(budget TTL {TTL_S} s + 1 tick; Redis and scale: more; checked with {SLACK_S} s of slack, see docs/FAILURES.md):")
+              f"(budget TTL {TTL_S} s + 1 tick + the claim lead + 0.1 s; Redis and scale: more; checked with slack, see docs/FAILURES.md):")
         began = self.start_ms / 1000
         for f in self.faults:
             rec = "never" if f.get("recovered_s") is None else f"{f['recovered_s']:.1f} s"
             over = "  OVER BUDGET" if f.get("recovered_s") is not None and f["recovered_s"] > f["budget_s"] else ""
-            print(f"  {f['at'] - began:7.1f} s  {f['kind']:<24} recovered {rec:>7} (budget {f['budget_s']:.1f} s){over}  {f['what']}")
+            print(f"  {f['at'] - began:7.1f} s  {f['kind']:<24} recovered {rec:>7} (budget {f['budget_s']:.2f} s){over}  {f['what']}")
         for inv, details in self.failures:
             print(f"nemesis: FAILED {inv}: {details}")
         worst = max((f["recovered_s"] for f in self.faults if f.get("recovered_s") is not None), default=0.0)

@@ -21,6 +21,9 @@ public struct LeaseReply: Sendable {
     public var held: [Int: (token: String, expiryMs: Int64)]
     /// Shards the caller thought it held but does not.
     public var lost: [Int]
+    /// acquire.lua only, when the caller is still below its share: the earliest expiry of a
+    /// lease held now (server ms), when the next shard may become free.
+    public var nextExpiryMs: Int64? = nil
 }
 
 /// The answer of claim.lua.
@@ -249,8 +252,10 @@ public struct RunClient: Sendable {
             held[Int(s)] = (token, exp)
             i += 3
         }
-        guard i < a.count, let nl = a[i].int, a.count == i + 1 + Int(nl) else { throw corrupt("lease reply: \(r)") }
-        let lost = a[(i + 1)...].compactMap { $0.int.map(Int.init) }
-        return LeaseReply(nowMs: now, state: state, generation: gen, startMs: start < 0 ? nil : start, stopTick: stop, cap: Int(cap), liveWorkers: Int(live), held: held, lost: lost)
+        // renew.lua ends with the lost shards; acquire.lua adds the next expiry after them.
+        guard i < a.count, let nl = a[i].int, nl >= 0, a.count == i + 1 + Int(nl) || a.count == i + 2 + Int(nl) else { throw corrupt("lease reply: \(r)") }
+        let lost = a[(i + 1)..<(i + 1 + Int(nl))].compactMap { $0.int.map(Int.init) }
+        let next = a.count == i + 2 + Int(nl) ? a[i + 1 + Int(nl)].int.flatMap { $0 < 0 ? nil : $0 } : nil
+        return LeaseReply(nowMs: now, state: state, generation: gen, startMs: start < 0 ? nil : start, stopTick: stop, cap: Int(cap), liveWorkers: Int(live), held: held, lost: lost, nextExpiryMs: next)
     }
 }

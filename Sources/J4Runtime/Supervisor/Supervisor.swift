@@ -16,9 +16,10 @@ public final class Supervisor: Sendable {
     /// Retention's own connection, so that its deletions never queue before a plan.
     let retentionConnection: RedisConnection
     let logger: Logger
-    /// How far ahead of now the plan is published: the longer of this and 10 ticks. At least
-    /// the leadership TTL and a cycle, so that the load goes on while a standby takes over
-    /// from a leader that died (a leader that stops gracefully hands over at once).
+    /// How far ahead of now the plan is published: the longer of this and 10 ticks. The
+    /// leadership TTL and 2 s, so that the load goes on while a standby takes over from a
+    /// leader that died (the TTL, then its next cycle and first publication, on a machine
+    /// that may be slow; a leader that stops gracefully hands over at once).
     public let horizon: Duration
     /// Leadership lease length.
     public let leaderTTL: Duration
@@ -61,7 +62,7 @@ public final class Supervisor: Sendable {
         var l = logger
         l[metadataKey: "supervisor"] = "\(id)"
         self.logger = l
-        self.horizon = horizon ?? max(.seconds(2), leaderTTL + .seconds(1))
+        self.horizon = horizon ?? Supervisor.defaultHorizon(leaderTTL: leaderTTL)
         self.leaderTTL = leaderTTL
         leadingGauge = Gauge(label: "j4_supervisor_leading", dimensions: [("supervisor", id)])
         cycleTimer = Metrics.Timer(label: "j4_supervision_cycle_seconds", dimensions: [("supervisor", id)], preferredDisplayUnit: .seconds)
@@ -231,6 +232,9 @@ public final class Supervisor: Sendable {
         _ = curves.withLock { $0.removeValue(forKey: info.id) }
         return true
     }
+
+    /// The horizon when none is given: the leadership TTL and 2 s (see `horizon`).
+    static func defaultHorizon(leaderTTL: Duration) -> Duration { max(.seconds(2), leaderTTL + .seconds(2)) }
 
     /// Ticks published ahead of the current one: the horizon, and never fewer than 10.
     func horizonTicks(tickMs: Int64) -> Int64 { Supervisor.horizonTicks(horizon, tickMs: tickMs) }

@@ -210,4 +210,15 @@ public enum LeaseCadence {
         if !started { return min(interval, .milliseconds(250)) }
         return interval
     }
+
+    /// For a worker below its fair share: how long after an acquire reply (Redis' clock
+    /// `nowMs`) the earliest lease held now runs out (`nextExpiryMs`), plus 10 ms so that it
+    /// has run out on Redis' clock when the next acquire arrives. The lease loop asks again
+    /// then if that is sooner than its cadence: a worker that holds no shard sends no claim,
+    /// so without it a dead worker's shard waited up to a third of a TTL more for a taker.
+    /// Nil when there is nothing to wait for (at its share, leaving, or no expiry given).
+    public static func untilNextExpiry(nextExpiryMs: Int64?, nowMs: Int64, wantsMore: Bool) -> Duration? {
+        guard wantsMore, let next = nextExpiryMs else { return nil }
+        return .milliseconds(max(0, next - nowMs) + 10)
+    }
 }

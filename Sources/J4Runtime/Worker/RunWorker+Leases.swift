@@ -28,6 +28,7 @@ extension RunWorker {
             }
             sinceRenewal = 0
             var sent = ContinuousClock.now
+            var expiryDeadline: ContinuousClock.Instant? = nil
             do {
                 var reply = take
                     ? try await client.acquire(connections.lease, worker: worker, nonce: nonce, take: true, held: held)
@@ -41,8 +42,11 @@ extension RunWorker {
                     reply = try await client.acquire(connections.lease, worker: worker, nonce: nonce, take: true, held: mine)
                     clock.observe(sent: sent, received: .now, serverMs: reply.nowMs)
                 }
+                let received = ContinuousClock.now
                 await apply(reply, sent: sent)
                 if !reply.state.isLive { return }
+                let wantsMore = state.withLock { $0.leases.wantsMore && !$0.phase.isLeaving }
+                if let d = LeaseCadence.untilNextExpiry(nextExpiryMs: reply.nextExpiryMs, nowMs: reply.nowMs, wantsMore: wantsMore) { expiryDeadline = received + d }
             } catch let e as CorruptRunError {
                 await corrupt(e)
                 return
@@ -52,7 +56,10 @@ extension RunWorker {
             // Until it holds its fair share, a worker asks again soon, so a run's shards spread quickly.
             let (hungry, started) = state.withLock { s in (fastPolls > 0 && s.leases.wantsMore && !s.phase.isLeaving, s.startMs != nil) }
             if hungry { fastPolls -= 1 }
-            await leaseSleep(LeaseCadence.wait(interval: interval, hungry: hungry, started: started))
+            var wait = LeaseCadence.wait(interval: interval, hungry: hungry, started: started)
+            // Below its share: back the moment the next lease held now runs out, if sooner.
+            if let deadline = expiryDeadline { wait = max(.zero, min(wait, deadline - .now)) }
+            await leaseSleep(wait)
         }
     }
 
