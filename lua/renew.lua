@@ -10,7 +10,7 @@
 -- KEYS[5] events: j4:{r:ID}:events
 -- ARGV[1] worker: the caller's worker id
 -- ARGV[2...] shard, token: the leases the caller believes it holds
--- Reply: as acquire.lua: {now_ms, state, gen, start_ms, stop_tick, cap, live_workers,
+-- Reply: as acquire.lua, without next_expiry_ms: {now_ms, state, gen, start_ms, stop_tick, cap, live_workers,
 --         held_count, shard, token, expiry_ms, ..., lost_count, shard, ...}
 -- Errors: J4_NO_RUN (no such run), J4_CORRUPT (the leases set is missing)
 -- @include lib/now.lua

@@ -35,9 +35,9 @@ if c[6] == 'arrival-rate' then
   base = tonumber(base)
   local hi = math.floor(target / 1000000)
   local lo = target - hi * 1000000
-  -- The supervisor publishes the longer of 10 ticks and 4 s ahead; rewrite the longer of 20
-  -- ticks and 6 s, so that none is left stale.
-  local ahead = math.max(20, math.ceil(6000 / tick))
+  -- The supervisor publishes the longer of 10 ticks and 5 s ahead; rewrite the longer of 20
+  -- ticks and 7 s from two ticks ahead, so that none is left stale.
+  local ahead = math.max(20, math.ceil(7000 / tick))
   for n = k + 1, math.min(ticks, k + ahead) do
     local elapsed = math.min(n * tick, duration) - k * tick
     redis.call('HSET', KEYS[2], n, base + hi * elapsed + math.ceil(lo * elapsed / 1000000))

@@ -163,7 +163,11 @@ struct ProtocolTests {
         let a = try await r.client.acquire(r.c, worker: "A", nonce: "na", take: true, held: [])
         #expect(a.held.count == 2 && a.nextExpiryMs == nil)
         // Shard 1 renewed later than shard 0 (by a claim): the earliest expiry is shard 0's.
-        _ = try await r.client.claim(r.c, worker: "A", tick: try await r.nextTick(), shards: [(1, a.held[1]!.token)])
+        try await waitFor("Redis' clock past the acquire", timeout: .seconds(5), every: .milliseconds(2)) { try await r.c.send(["TIME"]).timeMs! > a.nowMs }
+        let claim = try await r.client.claim(r.c, worker: "A", tick: try await r.nextTick(), shards: [(1, a.held[1]!.token)])
+        #expect(claim.code == "ok" && claim.renewed == [1])
+        let expiry1 = try await r.c.send(["ZSCORE", r.client.keys.leases, "1"]).string.flatMap { Int64($0) } ?? 0
+        #expect(expiry1 > a.held[0]!.expiryMs)
         let b = try await r.client.acquire(r.c, worker: "B", nonce: "nb", take: true, held: [])
         #expect(b.held.isEmpty && b.cap == 1)
         #expect(b.nextExpiryMs == a.held[0]!.expiryMs, "\(String(describing: b.nextExpiryMs)) vs \(a.held)")

@@ -119,13 +119,13 @@ public struct RunClient: Sendable {
     /// acquire.lua: heartbeat, renew, and (with `take`) take shards up to the fair share.
     public func acquire(_ c: RedisConnection, worker: String, nonce: String, take: Bool, held: [(Int, String)]) async throws -> LeaseReply {
         let r = try await eval(c, Scripts.acquire, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker, nonce, take ? "1" : "0"] + RunClient.pairs(held))
-        return try leaseReply(r)
+        return try leaseReply(r, withNextExpiry: true)
     }
 
     /// renew.lua: heartbeat and renew only.
     public func renew(_ c: RedisConnection, worker: String, held: [(Int, String)]) async throws -> LeaseReply {
         let r = try await eval(c, Scripts.renew, keys: [keys.ctl, keys.leases, keys.owners, keys.workers, keys.events], args: [worker] + RunClient.pairs(held))
-        return try leaseReply(r)
+        return try leaseReply(r, withNextExpiry: false)
     }
 
     /// release.lua: hands leases back; returns how many were still the caller's.
@@ -241,9 +241,11 @@ public struct RunClient: Sendable {
         return (s, t)
     }
 
-    func leaseReply(_ r: RedisValue) throws -> LeaseReply {
+    /// The reply of acquire.lua (which ends with the next expiry) or renew.lua (which does not).
+    func leaseReply(_ r: RedisValue, withNextExpiry: Bool) throws -> LeaseReply {
         guard let a = r.array, a.count >= 9, let now = a[0].int, let state = a[1].string.flatMap(RunState.init(rawValue:)),
-              let gen = a[2].int, let start = a[3].int, let stop = a[4].int, let cap = a[5].int, let live = a[6].int, let n = a[7].int
+              let gen = a[2].int, let start = a[3].int, let stop = a[4].int, let cap = a[5].int, let live = a[6].int, let n = a[7].int,
+              n >= 0, n <= a.count
         else { throw corrupt("lease reply: \(r)") }
         var held: [Int: (token: String, expiryMs: Int64)] = [:]
         var i = 8
@@ -252,10 +254,10 @@ public struct RunClient: Sendable {
             held[Int(s)] = (token, exp)
             i += 3
         }
-        // renew.lua ends with the lost shards; acquire.lua adds the next expiry after them.
-        guard i < a.count, let nl = a[i].int, nl >= 0, a.count == i + 1 + Int(nl) || a.count == i + 2 + Int(nl) else { throw corrupt("lease reply: \(r)") }
+        let extra = withNextExpiry ? 1 : 0
+        guard i < a.count, let nl = a[i].int, nl >= 0, nl <= a.count, a.count == i + 1 + Int(nl) + extra else { throw corrupt("lease reply: \(r)") }
         let lost = a[(i + 1)..<(i + 1 + Int(nl))].compactMap { $0.int.map(Int.init) }
-        let next = a.count == i + 2 + Int(nl) ? a[i + 1 + Int(nl)].int.flatMap { $0 < 0 ? nil : $0 } : nil
+        let next = withNextExpiry ? a[i + 1 + Int(nl)].int.flatMap { $0 < 0 ? nil : $0 } : nil
         return LeaseReply(nowMs: now, state: state, generation: gen, startMs: start < 0 ? nil : start, stopTick: stop, cap: Int(cap), liveWorkers: Int(live), held: held, lost: lost, nextExpiryMs: next)
     }
 }
