@@ -2,6 +2,7 @@ import Foundation
 import J4Core
 import J4Redis
 import J4Runtime
+import J4Sink
 import J4TestSupport
 import Testing
 
@@ -103,7 +104,19 @@ struct Cluster {
 
     /// Per-second counts at the sink, keyed by unix second.
     func seconds() async throws -> [Int64: Int64] {
-        Dictionary(uniqueKeysWithValues: try await sink.stats().by_second.map { ($0.t, $0.n) })
+        Self.seconds(try await sink.stats())
+    }
+
+    /// `stats`' per-second counts, keyed by unix second.
+    static func seconds(_ stats: SinkStats) -> [Int64: Int64] {
+        Dictionary(uniqueKeysWithValues: stats.by_second.map { ($0.t, $0.n) })
+    }
+
+    /// How many of `run`'s leases each worker holds now.
+    func leasesByWorker(_ run: String) async throws -> [String: Int] {
+        var held: [String: Int] = [:]
+        for o in (try await c.send(["HGETALL", RunKeys(run: run).owners]).hash ?? [:]).values { held[String(o.split(separator: "|").first ?? ""), default: 0] += 1 }
+        return held
     }
 
     func stop() async {
@@ -197,14 +210,12 @@ extension EndToEndTests {
         try await cluster.addWorker("w3")
         // Within 3 s of the newcomers' first leases, each of the four holds its fair share ± 1.
         var held: [String: Int] = [:]
-        let c = cluster.c
         try await waitFor("w2 and w3 hold leases", timeout: .seconds(15), every: .milliseconds(20)) {
-            let owners = Set((try await c.send(["HGETALL", RunKeys(run: run).owners]).hash ?? [:]).values.map { String($0.split(separator: "|").first ?? "") })
-            return owners.contains("w2") && owners.contains("w3")
+            let owners = try await cluster.leasesByWorker(run)
+            return owners["w2"] != nil && owners["w3"] != nil
         }
         try? await waitFor("fair shares", timeout: .seconds(3)) {
-            held = [:]
-            for (_, o) in try await c.send(["HGETALL", RunKeys(run: run).owners]).hash ?? [:] { held[String(o.split(separator: "|").first ?? ""), default: 0] += 1 }
+            held = try await cluster.leasesByWorker(run)
             return held.count == 4 && held.values.allSatisfy { abs($0 - 4) <= 1 }
         }
         #expect(held.count == 4 && held.values.allSatisfy { abs($0 - 4) <= 1 }, "\(held)")
@@ -345,9 +356,10 @@ extension EndToEndTests {
         #expect(from >= 4 && from <= 6, "\(out)")
         #expect(try await cluster.waitForState(run, ["finished"]) == "finished")
         try await cluster.report("scale 100 → 300/s asked at second 3", from: t0, seconds: 12)
-        let seconds = try await cluster.seconds()
+        let counted = try await cluster.sink.stats()
+        let seconds = Cluster.seconds(counted)
         // Exact per tick (each request names its tick): 100 before the scale's tick, 300 from it on.
-        let byTick = try await cluster.sink.stats().by_tick
+        let byTick = counted.by_tick
         for n in 0..<Int64(12) { #expect(byTick[String(n)] == (n < from ? 100 : 300), "tick \(n): \(byTick[String(n)] ?? 0)") }
         // Per second: an iteration sent up to its late tolerance (100 ms) after its start may
         // arrive in the next second on a loaded machine.
@@ -375,14 +387,15 @@ extension EndToEndTests {
         try await cluster.waitUntil(second: t0 + 18)
         let lastPublished = (try await cluster.c.send(["HKEYS", RunKeys(run: run).plan]).array ?? []).compactMap { $0.string.flatMap { Int64($0) } }.max() ?? -1
         try await cluster.report("the only supervisor killed at second 3", from: t0, seconds: 18)
-        let seconds = try await cluster.seconds()
+        let counted = try await cluster.sink.stats()
+        let seconds = Cluster.seconds(counted)
         try #require(lastPublished >= 12 && lastPublished < 18, "last published tick \(lastPublished)")
         // Full load while ticks have targets; nothing once they run out (claims need F(n) and F(n+1)).
         for s in t0..<(t0 + lastPublished - 1) { #expect((seconds[s] ?? 0) >= 95, "second \(s - t0): \(seconds[s] ?? 0)") }
         // By tick (each request names its own): nothing from tick L = lastPublished on. By
         // arrival second, second L may still hold the tail of tick L - 1, sent up to its late
         // tolerance (100 ms) after its start at +990 ms; nothing after it.
-        let byTick = try await cluster.sink.stats().by_tick
+        let byTick = counted.by_tick
         for n in lastPublished..<30 { #expect((byTick[String(n)] ?? 0) == 0, "tick \(n): \(byTick[String(n)] ?? 0)") }
         #expect((seconds[t0 + lastPublished] ?? 0) <= 10, "second \(lastPublished): \(seconds[t0 + lastPublished] ?? 0)")
         for s in (t0 + lastPublished + 1)..<(t0 + 18) { #expect((seconds[s] ?? 0) == 0, "second \(s - t0): \(seconds[s] ?? 0)") }
